@@ -1,0 +1,3 @@
+from paperkd.cli import main
+
+raise SystemExit(main())

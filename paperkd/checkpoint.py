@@ -1,0 +1,59 @@
+"""Checkpoints: written atomically, loaded with `weights_only=True`, recognisable as paperkd's.
+
+A checkpoint is a dict of tensors and plain Python values (no pickled objects), so that `torch.load(...,
+weights_only=True)` can read it without executing code from the file.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from paperkd.atomic import atomic_open
+from paperkd.errors import PaperkdError
+
+FORMAT = "paperkd-checkpoint"
+VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Save `state` (tensors and plain values) so that `path` is never half-written."""
+    with atomic_open(path, "wb") as f:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a paperkd checkpoint safely; a missing, foreign or corrupt file gets one clear error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise PaperkdError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:
+        raise PaperkdError(f"{path} is not a readable paperkd checkpoint ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise PaperkdError(f"{path} is not a paperkd checkpoint (it lacks format={FORMAT!r}); "
+                           "give a checkpoint written by `paperkd train`")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random state a training step draws from (torch CPU and CUDA; data workers are reseeded per epoch)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,245 @@
+"""`paperkd` command line: train, eval, predict, make-standin, check-data, info, book.
+
+Expected problems (missing files, bad values) are printed as one line without a traceback and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from paperkd.config import Config, PRESETS, SCALES
+from paperkd.errors import PaperkdError
+
+# One line per Config field for `paperkd train --help`; the default printed next to it is the paper's.
+HELP = {
+    "backbone": "student/teacher backbone",
+    "num_classes": "classes including background",
+    "output_stride": "encoder output stride (8 or 16)",
+    "backbone_weights": "ImageNet weights: a torchvision state_dict file or a weights name such as "
+                        "ResNet18_Weights.IMAGENET1K_V1 (looked up in the torch hub cache, never downloaded)",
+    "teacher": "checkpoint of the trained teacher (students that distil)",
+    "teacher_train_mode": "run the frozen teacher in train mode (batch statistics), as the authors' code does",
+    "pixel": "alpha, weight of the pixel-wise loss (eq. 9; paper 100)",
+    "pixel_tap": "position of the pixel-wise loss: decoder = END, encoder = MIDDLE (Table 3)",
+    "pixel_variant": "paper = eq. 4-5 (signed channel sum, partial L2); authors = their code",
+    "pair": "beta, weight of the pair-wise loss (eq. 9; paper 1)",
+    "pair_tap": "position of the pair-wise loss: encoder = MIDDLE, decoder = END (Table 3)",
+    "pair_nodes": "graph nodes of eq. 6-8: channels (as eq. 6 defines) or pixels (3x3 cells, [35] and authors' code)",
+    "gat": "lambda, weight of attention transfer (eq. 3; paper 1)",
+    "gat_tap": "position of attention transfer",
+    "heo": "weight of Heo et al. 2019 as the authors coded it (1 = as coded)",
+    "logit_kd": "weight of Hinton soft-label KD (beyond the paper)",
+    "kd_temperature": "temperature of logit KD",
+    "cwd": "weight of channel-wise distillation, Shu et al. 2021 (beyond the paper)",
+    "cwd_tap": "position of channel-wise distillation",
+    "cwd_temperature": "temperature of channel-wise distillation",
+    "dataset": "voc = Pascal VOC 2012 at --data-root; standin = synthetic stand-in (never VOC results)",
+    "data_root": "folder holding VOCdevkit/VOC2012 (or VOCdevkit, or VOC2012); default for standin: embedded one",
+    "sbd": "train on SBD-augmented labels (SegmentationClassAug + train_aug.txt); the paper does not",
+    "crop": "training crop size",
+    "scale_min": "random scale, lower end", "scale_max": "random scale, upper end",
+    "label_pad": "label value of crop padding: 255 (ignored) or 0 (authors' code)",
+    "blur": "Gaussian blur with p = 0.5 (authors' code)",
+    "val_size": "validation size",
+    "val_mode": "square = resize to size x size (paper); short_side = short side to size (authors' code)",
+    "max_train_images": "use only the first N training images", "max_val_images": "use only the first N val images",
+    "workers": "data loader worker processes",
+    "epochs": "epochs", "batch_size": "images per step per process", "lr": "initial learning rate (backbone)",
+    "momentum": "SGD momentum", "weight_decay": "SGD weight decay (BN included, as the reference code)",
+    "head_lr_mult": "ASPP/decoder/connector learning rate = this x lr", "poly_power": "poly schedule power",
+    "seed": "random seed", "amp": "mixed precision", "amp_dtype": "mixed precision type",
+    "channels_last": "channels_last memory format",
+    "deterministic": "deterministic algorithms (exact resume on CPU; slower on GPU)",
+    "eval_every": "evaluate every N epochs (and after the last)", "out": "results folder (one sub-folder per run)",
+    "run_name": "run folder name (default <preset>-s<seed>)", "device": "auto, cpu, cuda or cuda:N",
+}
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per Config field; defaults stay None here so that preset and scale can fill them."""
+    for f in dataclasses.fields(Config):
+        if f.name in ("preset", "scale"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = {"int": int, "float": float, "str": str, "bool": bool}[str(f.type).split("|")[0].strip()]
+        help_text = f"{HELP[f.name]} (paper default: {f.default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def _config_from_args(args: argparse.Namespace):
+    from paperkd.config import resolve
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if f.name not in ("preset", "scale")}
+    return resolve(args.preset, args.scale, **overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from paperkd.train import train
+
+    record = train(_config_from_args(args), resume=args.resume, progress=not args.quiet)
+    if record["final"]:
+        print(f"{record['run_name']}: mIoU {record['final']['miou']:.4f} (best {record['best_miou']:.4f}); "
+              f"record: {Path(record['checkpoint']).with_name('record.json')}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from paperkd.inference import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, data_root=args.data_root, split=args.split,
+                                  val_size=args.val_size, val_mode=args.val_mode, device=args.device,
+                                  max_images=args.max_images, progress=not args.quiet)
+    from paperkd.data.palette import VOC_CLASSES
+
+    print(f"mIoU {metrics['miou']:.4f}  pixel accuracy {metrics['pixel_acc']:.4f}")
+    for name, iou in zip(VOC_CLASSES, metrics["per_class_iou"]):
+        print(f"  {name:<14} {iou:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=1))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from paperkd.inference import predict_images
+
+    written = predict_images(args.checkpoint, args.images, args.out, size=args.size, device=args.device)
+    print(f"wrote {len(written)} masks and overlays to {args.out}")
+    return 0
+
+
+def cmd_make_standin(args: argparse.Namespace) -> int:
+    from paperkd.data import make_standin
+
+    out = make_standin(args.out, labels_from=args.labels_from, n_train=args.n_train, n_val=args.n_val,
+                       size=args.size, seed=args.seed, overwrite=args.overwrite)
+    print(f"stand-in written to {out} (synthetic images: never report results on it as VOC results)")
+    return 0
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from paperkd.data import check_data
+    from paperkd.data.check import format_problems
+
+    problems = check_data(args.root, splits=tuple(args.splits), sbd=args.sbd)
+    print(format_problems(problems) if problems else f"{args.root}: no problems found")
+    return 1 if problems else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from paperkd.models.summary import model_summary
+
+    print(f"input {args.size} x {args.size}, batch 1, device {args.device}; params are trainable parameters")
+    header = f"{'model':<13}{'backbone':>12}{'ASPP':>12}{'decoder':>12}{'total':>12}{'GFLOPs':>9}{'latency ms':>12}"
+    print(header)
+    for backbone in args.backbones:
+        s = model_summary(backbone, input_size=args.size, device=args.device, repeats=args.repeats)
+        p = s["params"]
+        print(f"{backbone:<13}{p['backbone']:>12,}{p['aspp']:>12,}{p['decoder']:>12,}{p['total']:>12,}"
+              f"{s['gflops']:>9.1f}{s['latency_ms']:>12.1f}")
+    return 0
+
+
+def cmd_book(args: argparse.Namespace) -> int:
+    from paperkd.book import build_book
+
+    index = build_book(scale=args.scale, data_root=args.data_root, dataset=args.dataset, results=args.results,
+                       device=args.device, seeds=args.seeds, reuse=not args.no_reuse, notebooks=args.notebooks,
+                       build=not args.no_build)
+    print(f"book: {index}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paperkd", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a teacher or a student (one row of Tables 1-3)",
+                       description="Train one run. Options override the preset, which overrides the scale's and the "
+                                   "paper's defaults. Writes <out>/<run name>/checkpoint.pt and record.json.")
+    p.add_argument("--preset", default="custom", choices=["custom", *PRESETS],
+                   help="a row of Tables 1-3: teacher, r18-none|pixel|pair|both, mnv2-..., r18-gat, r18-heo, "
+                        "r18-pixel-middle, r18-pair-end")
+    p.add_argument("--scale", default="paper", choices=list(SCALES),
+                   help="paper = full recipe; cpu / smoke shrink data, crop and epochs, never the method")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/<run name>/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="mIoU and per-class IoU of a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--data-root", default=None, help="VOC-layout root (default: the embedded stand-in)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--val-size", type=int, default=513)
+    p.add_argument("--val-mode", default="square", choices=["square", "short_side"])
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="images -> VOC-palette masks and overlays")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--size", type=int, default=513, help="resize to size x size before the model (paper: 513)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("make-standin", help="write a synthetic stand-in dataset in the VOC layout")
+    p.add_argument("out")
+    p.add_argument("--labels-from", default=None,
+                   help="a VOC label folder to take real label maps from (e.g. ../shared/data/voc2012-labels); "
+                        "default: procedural labels")
+    p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--n-val", type=int, default=None)
+    p.add_argument("--size", type=int, default=None, help="short side in pixels (default: native size)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_make_standin)
+
+    p = sub.add_parser("check-data", help="validate a VOC-layout folder and list every problem")
+    p.add_argument("root")
+    p.add_argument("--splits", nargs="+", default=["train", "val"])
+    p.add_argument("--sbd", action="store_true")
+    p.set_defaults(func=cmd_check_data)
+
+    p = sub.add_parser("info", help="per-part parameter counts, GFLOPs and CPU latency of teacher and students")
+    p.add_argument("--backbones", nargs="+", default=["resnet101", "resnet18", "mobilenet_v2"])
+    p.add_argument("--size", type=int, default=513)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=3)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("book", help="execute the notebooks with papermill and build the Jupyter Book")
+    p.add_argument("--scale", default="smoke", choices=list(SCALES))
+    p.add_argument("--dataset", default="standin", choices=["standin", "voc"])
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--results", default="runs/book", help="run records folder the notebooks read and fill")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--notebooks", nargs="+", default=None, help="only these notebooks (names without .py)")
+    p.add_argument("--no-reuse", action="store_true", help="retrain runs whose records exist")
+    p.add_argument("--no-build", action="store_true", help="execute notebooks only")
+    p.set_defaults(func=cmd_book)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PaperkdError as err:
+        print(f"paperkd: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("paperkd: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,118 @@
+"""Run records: one JSON file per finished run, the only source of numbers for the notebooks.
+
+A record holds the full resolved config, the seed, the git commit, package versions, the device, per-epoch loss terms
+and mIoU, final and best mIoU, per-class IoU and the per-iteration timing breakdown. It is written atomically and only
+when the run has finished, so a record on disk always describes a complete run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from paperkd.atomic import atomic_open
+
+SCHEMA = 1
+RECORD_NAME = "record.json"
+REQUIRED_KEYS = ("schema", "run_name", "preset", "seed", "config", "environment", "epochs", "final", "best_miou",
+                 "timing_ms", "params", "wall_s")
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
+    """The commit of the paperkd checkout (with "-dirty" if it has uncommitted changes), or None outside git."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device: Any) -> str:
+    """A human-readable name of the device a run used, e.g. 'cuda: NVIDIA H100 80GB HBM3' or 'cpu: x86_64, 2 threads'."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def run_environment(device: Any = "cpu") -> dict[str, Any]:
+    """Where and with what a run ran: git commit, package versions, device, host."""
+    import torch
+    import torchvision
+
+    import paperkd
+
+    return {
+        "git_commit": git_commit(),
+        "paperkd": paperkd.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": device_name(device),
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:
+    """Write `record` as JSON atomically (never half-written). Refuses a record that lacks a required key."""
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"run record for {path} lacks {', '.join(missing)}")
+    with atomic_open(path, "w") as f:
+        json.dump(record, f, indent=1, allow_nan=True)
+        f.write("\n")
+    return Path(path)
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)
+
+
+def find_record(folder: str | os.PathLike, run_name: str) -> Path | None:
+    """The record of `run_name` under `folder`, if that run has finished."""
+    path = Path(folder) / run_name / RECORD_NAME
+    return path if path.is_file() else None
+
+
+def load_records(folder: str | os.PathLike) -> pd.DataFrame:
+    """All run records under `folder` as a DataFrame, one row per run.
+
+    Columns: run_name, preset, backbone, seed, scale, dataset, miou (final), best_miou, params, time_ms (mean training
+    iteration), the timing parts as time_<part>_ms, device, git_commit, path, and `record` (the whole record dict).
+    """
+    rows = []
+    for path in sorted(Path(folder).rglob(RECORD_NAME)):
+        rec = read_record(path)
+        cfg = rec["config"]
+        row = {
+            "run_name": rec["run_name"], "preset": rec["preset"], "backbone": cfg["backbone"], "seed": rec["seed"],
+            "scale": cfg["scale"], "dataset": cfg["dataset"], "miou": rec["final"]["miou"],
+            "best_miou": rec["best_miou"], "params": rec["params"]["total"], "time_ms": rec["timing_ms"].get("total"),
+            "device": rec["environment"]["device"], "git_commit": rec["environment"]["git_commit"],
+            "wall_s": rec["wall_s"], "path": str(path), "record": rec,
+        }
+        row.update({f"time_{k}_ms": v for k, v in rec["timing_ms"].items() if k != "total"})
+        rows.append(row)
+    columns = ["run_name", "preset", "backbone", "seed", "scale", "dataset", "miou", "best_miou", "params", "time_ms",
+               "device", "git_commit", "wall_s", "path", "record"]
+    return pd.DataFrame(rows, columns=None if rows else columns)
