@@ -140,9 +140,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(header)
     for backbone in args.backbones:
         s = model_summary(backbone, input_size=args.size, device=args.device, repeats=args.repeats)
-        p = s["params"]
-        print(f"{backbone:<13}{p['backbone']:>12,}{p['aspp']:>12,}{p['decoder']:>12,}{p['total']:>12,}"
-              f"{s['gflops']:>9.1f}{s['latency_ms']:>12.1f}")
+        print(f"{backbone:<13}{s['params_backbone']:>12,}{s['params_aspp']:>12,}{s['params_decoder']:>12,}"
+              f"{s['params_total']:>12,}{s['gflops']:>9.1f}{s['latency_ms']:>12.1f}")
     return 0
 
 

@@ -315,7 +315,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
                             {"img/s": f"{bar.n * cfg.batch_size * ddp.world_size / (time.perf_counter() - epoch_start):.1f}"})
         bar.close()
 
-        entry = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
+        entry = {"epoch": epoch + 1, "iterations": len(train_loader), "lr": scheduler.get_last_lr()[0],
                  "loss": {k: v / len(train_loader) for k, v in sums.items()}, "time_s": time.perf_counter() - epoch_start}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             if ddp.main:

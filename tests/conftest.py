@@ -16,3 +16,26 @@ def voc_labels() -> Path:
     if not (VOC_LABELS / "SegmentationClass").is_dir():
         pytest.skip(f"real VOC label maps not found at {VOC_LABELS}")
     return VOC_LABELS
+
+
+@pytest.fixture(scope="session")
+def tiny_standin(tmp_path_factory) -> Path:
+    """A small procedural stand-in in the VOC layout (16 train / 8 val images, short side 64)."""
+    from paperkd.data import make_standin
+
+    return make_standin(tmp_path_factory.mktemp("standin") / "data", n_train=16, n_val=8, size=64, seed=0,
+                        progress=False)
+
+
+SMOKE = {"dataset": "standin", "workers": 0, "eval_every": 1}
+
+
+@pytest.fixture(scope="session")
+def smoke_teacher(tmp_path_factory, tiny_standin) -> Path:
+    """A ResNet-101 teacher trained at smoke scale on the tiny stand-in; returns its checkpoint."""
+    from paperkd.config import resolve
+    from paperkd.train import train
+
+    out = tmp_path_factory.mktemp("teacher")
+    record = train(resolve("teacher", "smoke", data_root=str(tiny_standin), out=str(out), **SMOKE), progress=False)
+    return Path(record["checkpoint"])

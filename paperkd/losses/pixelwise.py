@@ -1,0 +1,88 @@
+"""Pixel-wise distillation: the partial L2 distance (eq. 4, from Heo et al. [34]) and the pixel-wise loss (eq. 5).
+
+Reduction, decided here because the paper is silent: eq. 4 is a SUM over elements; the pixel-wise loss uses its MEAN
+over the B*H*W map elements (= the sum divided by the number of elements). Reasons: the paper's weight alpha = 100
+(eq. 9) then means the same thing at both positions it compares (MIDDLE 33x33 and END 129x129 maps differ 16x in
+element count, a plain sum would change the loss scale 16x with the position) and for any batch size or crop; and
+the authors' code, whose alpha = 100 the paper reports, also takes a plain mean. Heo's baseline keeps its own
+reduction (sum over elements, divided by the batch size and the per-layer divisors) via `reduction="sum"`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from paperkd.errors import ConfigError
+from paperkd.losses.attention import (
+    attention_map,
+    float32_math,
+    gam,
+    require_4d,
+    require_choice,
+    require_same_batch,
+    resize_to,
+    student_input,
+    teacher_input,
+)
+
+REDUCTIONS = ("mean", "sum", "batchmean")
+
+
+def partial_l2(teacher: torch.Tensor, student: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Partial L2 distance, eq. 4: per element 0 if student <= teacher <= 0, else (teacher - student)^2.
+
+    Where the teacher response is non-positive (it would be cut by the ReLU after it) a student that is at least as
+    negative is not penalised; everywhere else it is plain squared error. Teacher and student have the same shape.
+
+    reduction: "mean" (default, the pixel-wise loss's choice, see the module docstring) = sum / number of elements;
+    "sum" = the literal sum of eq. 4 (Heo's per-layer term); "batchmean" = sum / batch size (dim 0).
+    The teacher is detached; float32 inside, also under autocast.
+    """
+    require_choice("reduction", reduction, REDUCTIONS)
+    if teacher.shape != student.shape:
+        raise ConfigError(f"partial_l2 needs equal shapes, got teacher {tuple(teacher.shape)} "
+                          f"and student {tuple(student.shape)}")
+    t, s = teacher_input(teacher), student_input(student)
+    with float32_math(t):
+        no_penalty = (s <= t) & (t <= 0)
+        squared = (t - s).pow(2).masked_fill(no_penalty, 0.0)
+        if reduction == "mean":
+            return squared.mean()
+        total = squared.sum()
+        return total if reduction == "sum" else total / t.shape[0]
+
+
+PIXELWISE_VARIANTS = ("paper", "authors")
+
+
+def pixelwise_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, variant: str = "paper") -> torch.Tensor:
+    """Pixel-wise distillation loss, eq. 5: L_pi = d_p(GAM_{p=1}(t), GAM_{p=1}(s)), a scalar.
+
+    variant="paper" (default): the text's formula. Both features are reduced to their signed channel sums
+    (gam(., p=1), eq. 1), then compared by `partial_l2` with reduction "mean" (mean over the B*H*W map elements).
+    It is used with alpha = 100 (eq. 9). Channel counts may differ (the sum removes them).
+
+    variant="authors": what the authors' public code does instead (paper.md): a = channel mean of A^2 (p = 2, sign
+    lost), then F.normalize(a, dim=1) on the (B, H, W) map, which gives each COLUMN (fixed b, w, running over H) unit
+    L2 norm, a quirk reproduced on purpose; loss = plain mean of (a_t - a_s)^2 over all elements. Weight 100 there too.
+
+    Spatial sizes: when they differ the student's MAP (after the channel reduction, before any normalisation) is
+    resized bilinearly to the teacher's size. For "paper" this equals resizing the feature first, because both the
+    signed channel sum and bilinear interpolation are linear. The teacher is detached; float32 inside.
+    """
+    require_choice("variant", variant, PIXELWISE_VARIANTS)
+    require_4d("t_feat", t_feat)
+    require_4d("s_feat", s_feat)
+    require_same_batch(t_feat, s_feat)
+    t, s = teacher_input(t_feat), student_input(s_feat)
+    with float32_math(t):
+        if variant == "paper":
+            g_t = gam(t, 1)
+            g_s = resize_to(gam(s, 1), g_t.shape[-2:])
+            return partial_l2(g_t, g_s, reduction="mean")
+        a_t = attention_map(t)
+        a_s = resize_to(attention_map(s), a_t.shape[-2:])
+        a_t = F.normalize(a_t, dim=1)
+        a_s = F.normalize(a_s, dim=1)
+        return (a_t - a_s).pow(2).mean()

@@ -1,0 +1,127 @@
+"""The training pipeline end to end at smoke scale on CPU: KD run, record, DDP, resume, divergence."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SMOKE
+from paperkd.checkpoint import load_checkpoint
+from paperkd.config import resolve
+from paperkd.records import REQUIRED_KEYS, load_records
+from paperkd.train import TIMED_PARTS, TrainingDiverged, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_kd_run_learns_and_writes_a_complete_record(tmp_path, tiny_standin, smoke_teacher):
+    start = time.perf_counter()
+    cfg = resolve("r18-both", "smoke", teacher=str(smoke_teacher), data_root=str(tiny_standin), out=str(tmp_path),
+                  epochs=4, max_train_images=8, **SMOKE)
+    record = train(cfg, progress=False)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 120
+
+    losses = [e["loss"]["loss"] for e in record["epochs"]]
+    assert losses[-1] < losses[0], losses
+    assert set(record["epochs"][0]["loss"]) == {"loss", "seg", "pixel", "pair"}
+    assert all(k in record for k in REQUIRED_KEYS)
+    assert record["params"]["total"] == 16_608_181
+    assert set(record["timing_ms"]) == {*TIMED_PARTS, "total"} and record["timing_ms"]["teacher_forward"] > 0
+    assert 0 <= record["final"]["miou"] <= 1 and len(record["final"]["per_class_iou"]) == 21
+    assert record["config"]["pixel"] == 100.0 and record["environment"]["torch"] == torch.__version__
+
+    df = load_records(tmp_path)
+    assert list(df["preset"]) == ["r18-both"] and df.loc[0, "miou"] == record["final"]["miou"]
+
+
+def test_teacher_is_frozen_and_unchanged(tmp_path, tiny_standin, smoke_teacher):
+    before = load_checkpoint(smoke_teacher)["model"]
+    train(resolve("r18-pixel", "smoke", teacher=str(smoke_teacher), data_root=str(tiny_standin), out=str(tmp_path),
+                  epochs=1, **SMOKE), progress=False)
+    after = load_checkpoint(smoke_teacher)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("preset", ["r18-gat", "r18-heo", "mnv2-pair"])
+def test_baselines_and_mobilenet_run(tmp_path, tiny_standin, smoke_teacher, preset):
+    record = train(resolve(preset, "smoke", teacher=str(smoke_teacher), data_root=str(tiny_standin),
+                           out=str(tmp_path), epochs=1, max_train_images=4, **SMOKE), progress=False)
+    method = {"r18-gat": "gat", "r18-heo": "heo", "mnv2-pair": "pair"}[preset]
+    assert record["epochs"][0]["loss"][method] > 0
+
+
+def test_nan_loss_stops_naming_the_term_and_keeps_the_last_checkpoint(tmp_path, tiny_standin, smoke_teacher,
+                                                                      monkeypatch):
+    import paperkd.distill as distill
+
+    calls = {"n": 0}
+    real = distill.pairwise_loss
+
+    def pairwise_then_nan(*args, **kwargs):
+        calls["n"] += 1
+        value = real(*args, **kwargs)
+        return value * float("nan") if calls["n"] > 4 else value  # epoch 1 has 4 iterations
+
+    monkeypatch.setattr(distill, "pairwise_loss", pairwise_then_nan)
+    cfg = resolve("r18-pair", "smoke", teacher=str(smoke_teacher), data_root=str(tiny_standin), out=str(tmp_path),
+                  epochs=2, **SMOKE)
+    with pytest.raises(TrainingDiverged, match=r"pair.*iteration 5"):
+        train(cfg, progress=False)
+    assert load_checkpoint(tmp_path / cfg.name / "checkpoint.pt")["epoch"] == 1
+    assert not (tmp_path / cfg.name / "record.json").exists()
+
+
+def _train_cmd(out, data, *extra):
+    return [sys.executable, "-m", "paperkd", "train", "--preset", "r18-none", "--scale", "smoke", "--dataset",
+            "standin", "--data-root", str(data), "--out", str(out), "--workers", "0", "--epochs", "3",
+            "--deterministic", "--quiet", *extra]
+
+
+def _final_weights(out):
+    return load_checkpoint(Path(out) / "r18-none-s0" / "checkpoint.pt")["model"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_weights_and_record(tmp_path, tiny_standin):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    subprocess.run(_train_cmd(tmp_path / "straight", tiny_standin), check=True, env=env, timeout=300)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(out, tiny_standin), env=env)
+    ckpt = out / "r18-none-s0" / "checkpoint.pt"
+    deadline = time.time() + 240
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # now inside epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert load_checkpoint(ckpt)["epoch"] < 3, "the run finished before it could be killed"
+    subprocess.run(_train_cmd(out, tiny_standin, "--resume"), check=True, env=env, timeout=300)
+
+    a, b = _final_weights(tmp_path / "straight"), _final_weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rec_a, rec_b = (json.loads((d / "r18-none-s0" / "record.json").read_text()) for d in (tmp_path / "straight", out))
+    strip = lambda rec: [{k: v for k, v in e.items() if k != "time_s"} for e in rec["epochs"]]  # noqa: E731
+    assert strip(rec_a) == strip(rec_b) and rec_a["final"] == rec_b["final"]
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes(tmp_path, tiny_standin):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "paperkd", "train", "--preset", "r18-none", "--scale", "smoke", "--dataset", "standin",
+           "--data-root", str(tiny_standin), "--out", str(tmp_path), "--workers", "0", "--epochs", "1",
+           "--batch-size", "2", "--device", "cpu", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, env=env, timeout=300, cwd=REPO)
+    record = json.loads((tmp_path / "r18-none-s0" / "record.json").read_text())
+    assert record["environment"]["world_size"] == 2
+    # 16 images, 2 per process per step, 2 processes -> 4 steps in the epoch (DistributedSampler shards the data)
+    assert record["epochs"][0]["iterations"] == 4
+    assert record["final"] is not None
