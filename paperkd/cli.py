@@ -232,12 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_message(err: PaperkdError) -> str:
+    """The error's own message; one re-raised from a DataLoader worker carries the worker's traceback: drop it."""
+    text = str(err)
+    if "Original Traceback" in text:
+        text = text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except PaperkdError as err:
-        print(f"paperkd: error: {err}", file=sys.stderr)
+        print(f"paperkd: error: {user_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("paperkd: interrupted", file=sys.stderr)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from paperkd.checkpoint import load_checkpoint
 from paperkd.config import Config, from_dict
@@ -78,7 +78,6 @@ def predict_images(checkpoint: str | Path, images: list[str | Path], out: str | 
     model, _ = load_model(checkpoint, dev)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     written = []
     for path in tqdm(images, desc="predict", disable=len(images) < 2):
         path = Path(path)
@@ -86,8 +85,8 @@ def predict_images(checkpoint: str | Path, images: list[str | Path], out: str | 
             image = Image.open(path).convert("RGB")
         except (OSError, ValueError) as err:
             raise DataError(f"cannot read image {path}: {err}") from None
-        x = torch.from_numpy(np.asarray(image.resize((size, size), Image.BILINEAR))).permute(2, 0, 1).float() / 255
-        logits = model(((x - mean) / std)[None].to(dev))
+        x = TF.to_dtype(TF.to_image(image.resize((size, size), Image.BILINEAR)), torch.float32, scale=True)
+        logits = model(TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD)[None].to(dev))
         logits = torch.nn.functional.interpolate(logits, size=image.size[::-1], mode="bilinear", align_corners=False)
         mask = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         save_label_png(out / f"{path.stem}_mask.png", mask)

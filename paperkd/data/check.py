@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the plain text bar: works in terminals and notebooks without ipywidgets
 
 from paperkd.data.palette import IGNORE_INDEX, LABEL_MODES, NUM_CLASSES
 from paperkd.errors import DataError
@@ -133,6 +133,7 @@ def check_data(root: str | Path, splits: tuple[str, ...] = ("train", "val"), sbd
     empty, duplicate stems) and every listed pair with `check_sample`. With `sbd=True` the train split is
     `train_aug.txt` with labels in `SegmentationClassAug/`, as `VOCSegmentation(sbd=True)` reads it.
     """
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
     root = Path(root).expanduser()
     if not root.is_dir():
         return [DataProblem(root, "folder not found")]

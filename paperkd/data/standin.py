@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the plain text bar: works in terminals and notebooks without ipywidgets
 
 from paperkd.data.palette import IGNORE_INDEX, NUM_CLASSES, read_label, save_label_png
 from paperkd.errors import ConfigError, DataError, PaperkdError
@@ -44,8 +44,8 @@ class ClassLook:
     aspect: float  # width / height of the shape before rotation
 
 
-# Seven colours are shared by two or three classes that differ only in texture and shape prior, so a model has to use
-# texture, shape and context, not colour alone. The other six classes have a colour of their own.
+# Six colours are shared by 13 classes (five pairs and one triple) that differ only in texture and shape prior, so a
+# model has to use texture, shape and context, not colour alone. The other seven classes have a colour of their own.
 _RED, _BLUE, _BROWN, _WHITE, _GREEN, _DARK = (190, 60, 50), (70, 90, 170), (150, 110, 70), (215, 215, 205), \
     (60, 140, 60), (45, 45, 50)
 LOOKS: dict[int, ClassLook] = {
@@ -139,7 +139,9 @@ def procedural_label(rng: np.random.Generator, width: int, height: int) -> tuple
     chosen = rng.choice(np.arange(1, NUM_CLASSES), size=n_classes, replace=False, p=_CLASS_WEIGHTS)
     objects = [int(c) for c in chosen for _ in range(rng.choice(3, p=(0.7, 0.2, 0.1)) + 1)]
     rng.shuffle(objects)
-    foreground_share = np.exp(rng.uniform(np.log(0.04), np.log(0.55)))  # VOC: median ~0.2, mean ~0.25
+    # Share of the frame given to objects, before clipping at the frame and occlusion; what survives is close to
+    # VOC's foreground share (median ~0.2, mean ~0.25 of the pixels).
+    foreground_share = np.exp(rng.uniform(np.log(0.06), np.log(0.9)))
     areas = np.maximum(rng.dirichlet(np.full(len(objects), 2.0)) * foreground_share, 0.01) * width * height
     classes, instances = Image.new("L", (width, height)), Image.new("L", (width, height))
     draw_classes, draw_instances = ImageDraw.Draw(classes), ImageDraw.Draw(instances)
@@ -218,7 +220,7 @@ def _background(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
     height, width = under.shape
     colour = np.array(BACKGROUND_COLOURS[rng.integers(len(BACKGROUND_COLOURS))]) * rng.uniform(0.85, 1.15, 3)
     shading = _noise_field(rng, width, height, rng.uniform(1.5, 4)) * 0.6
-    image = colour[None, None, :] + _TEXTURE_AMPLITUDE * shading[:, :, None]
+    image = (colour[None, None, :] + _TEXTURE_AMPLITUDE * shading[:, :, None]).astype(np.float32)
     clutter = Image.new("L", (width, height))
     draw = ImageDraw.Draw(clutter)
     n_clutter = int(rng.integers(2, 7))
@@ -249,7 +251,7 @@ def render_image(rng: np.random.Generator, under: np.ndarray, instances: np.ndar
         _paint(image, mask, np.array(look.colour) * rng.uniform(0.9, 1.1, 3), _texture(rng, look, mask, short))
     image = np.clip(image, 0, 255).astype(np.uint8)
     if band.any():
-        blurred = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(_border_radius(short) + 1)))
+        blurred = np.asarray(Image.fromarray(image).filter(ImageFilter.BoxBlur(_border_radius(short) + 1)))
         image[band] = blurred[band]
     # Per-image camera: global gain, colour cast, a linear illumination gradient, then sensor noise.
     ys, xs = np.ogrid[0:height, 0:width]
@@ -257,7 +259,7 @@ def render_image(rng: np.random.Generator, under: np.ndarray, instances: np.ndar
     gradient = 1 + rng.uniform(-0.2, 0.2) * ((xs * np.cos(direction) + ys * np.sin(direction)) / max(height, width))
     gain = rng.uniform(0.65, 1.25) * rng.uniform(0.88, 1.12, 3)
     light = image.astype(np.float32) * (gradient[:, :, None] * gain[None, None, :]).astype(np.float32)
-    light += rng.normal(0, rng.uniform(2, 8), light.shape).astype(np.float32)
+    light += rng.standard_normal(light.shape, dtype=np.float32) * np.float32(rng.uniform(2, 8))
     return np.clip(light + 0.5, 0, 255).astype(np.uint8)
 
 

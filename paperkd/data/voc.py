@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from paperkd.data.palette import read_label
+from paperkd.data.palette import IGNORE_INDEX, NUM_CLASSES, read_label
 from paperkd.errors import DataError
 
 SPLIT_FOLDER = Path("ImageSets") / "Segmentation"
@@ -56,15 +56,26 @@ def read_label_file(path: Path) -> np.ndarray:
     RGB-coloured label or a missing file)."""
     if not path.is_file():
         raise DataError(f"label file not found: {path}")
-    return read_label(path)
+    try:
+        label = read_label(path)
+    except OSError as err:
+        raise DataError(f"unreadable label {path}: {err}") from None
+    bad = np.unique(label[(label >= NUM_CLASSES) & (label != IGNORE_INDEX)])
+    if bad.size:
+        raise DataError(f"label {path} has values outside 0..{NUM_CLASSES - 1} and {IGNORE_INDEX}: "
+                        f"{', '.join(map(str, bad[:10].tolist()))}")
+    return label
 
 
 def read_image(path: Path) -> Image.Image:
     """The RGB image at `path` (loaded into memory, file closed)."""
     if not path.is_file():
         raise DataError(f"image file not found: {path}")
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError) as err:  # truncated or corrupt files; PIL raises OSError subclasses for both
+        raise DataError(f"unreadable image {path}: {err}") from None
 
 
 class VOCSegmentation(Dataset):

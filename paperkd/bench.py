@@ -1,0 +1,509 @@
+"""The step-time and inference benchmark: the time column of Tables 2 and 3, measured side by side in one process.
+
+    result = run_benchmark(size=513, batch=6, device="cuda", json_path="bench.json")
+    print(format_table(result))
+
+What is timed, each by one small function, all on the same synthetic batch:
+
+- the teacher's own training step (ResNet-101, cross-entropy only);
+- a student step without distillation (the "plain" step every ratio is taken against);
+- the teacher forward alone, without autograd (the other half of the floor of any feature distillation);
+- a student step for every distillation method asked for (GAT, Heo, pixel, pair, pixel+pair, MIDDLE/END positions).
+
+A training step is train.py's step, call for call (`param_groups`, SGD with momentum, the poly schedule, a disabled
+GradScaler, `Distillation`, `segmentation_loss`, `StepTimer`'s CUDA-synchronised parts), so its parts are the parts
+a training record reports: data, teacher_forward, student_forward, losses, backward_step. The rows are run round
+robin (one step of each row per round; `warmup` rounds left out) so that a change of machine load hits every row
+alike; each row reports the median and the min-max spread of its step totals, and the median of each part.
+
+Two numbers per distillation method: `ratio_to_student` = step / plain student step (the paper's Proposed: 740 / 250
+= 2.96), and `overhead` = step / (plain student step + teacher forward) - 1: what the distillation costs beyond its
+floor (one student forward+backward and one teacher forward without autograd); the losses should make it small.
+
+The teacher forward can be made cheaper without changing the method, each a switch: `inference_mode` (instead of
+train.py's `no_grad`), `teacher_dtype` (bf16/fp16 autocast for the teacher only; the student stays float32, the
+losses compute in float32), `channels_last` (teacher, students and inputs, like train.py's switch), and
+`compile_teacher` (torch.compile). A reduced-precision teacher is never silent: its argmax agreement with the float32
+teacher is measured and reported (`teacher_agreement`).
+
+Models are randomly initialised (step time does not depend on the weights) and inputs are random tensors already in
+memory: the `data` part is only the host-to-device copy. Data loading is measured on its own by
+`data_wait_fraction`, with real DataLoader workers feeding a consumer that takes as long as the measured plain step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from paperkd.atomic import atomic_open
+from paperkd.config import PRESETS, Config, resolve
+from paperkd.distill import Distillation, segmentation_loss
+from paperkd.errors import ConfigError
+from paperkd.models import deeplabv3plus, model_summary, tap
+from paperkd.records import run_environment
+from paperkd.train import TIMED_PARTS, StepTimer, build_datasets, param_groups, poly_schedule
+
+DEFAULT_METHODS = ("r18-gat", "r18-heo", "r18-pixel", "r18-pair", "r18-both", "r18-pixel-middle", "r18-pair-end")
+INFERENCE_BACKBONES = ("resnet101", "resnet18", "mobilenet_v2")
+TEACHER_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AGREEMENT_TARGET = 0.995  # a reduced-precision teacher must agree with the fp32 one on at least this pixel fraction
+BENCH_TEACHER = "random-init teacher (benchmark)"  # fills Config.teacher: distilling presets need one
+
+# Paper, Tables 2 and 3: training time per iteration (ms), ResNet-18 student, batch 6, crop 513, one GPU.
+PAPER_MS = {"teacher": 760, "r18-none": 250, "r18-gat": 450, "r18-heo": 560, "r18-both": 740,
+            "r18-pixel-middle": 700, "r18-pixel": 720, "r18-pair": 680, "r18-pair-end": 760}
+LABELS = {"teacher": "Teacher training step", "teacher-forward": "Teacher forward (no autograd)",
+          "none": "No distillation", "gat": "GAT [37]", "heo": "Method of [34] (Heo)", "pixel": "Pixel-wise (END)",
+          "pair": "Pair-wise (MIDDLE)", "both": "Proposed (pixel + pair)", "pixel-middle": "Pixel-wise (MIDDLE)",
+          "pair-end": "Pair-wise (END)"}
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    """How the frozen teacher's forward runs; none of these changes what is distilled (precision is checked)."""
+
+    dtype: torch.dtype | None = None  # autocast dtype of the teacher forward; None = float32
+    channels_last: bool = False
+    compile: bool = False
+    inference_mode: bool = True  # False = torch.no_grad(), as train.py
+
+
+@dataclass
+class Row:
+    """One measured thing: a step function taking a StepTimer, and the part times (s) of each timed repeat."""
+
+    method: str
+    preset: str
+    kind: str  # "train_step" (teacher), "student_step" (plain), "teacher_forward", "distill_step"
+    backbone: str
+    step: Callable[[StepTimer], Any]
+    times: list[dict[str, float]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Small pieces
+# ---------------------------------------------------------------------------------------------------------------------
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """"fp32"/None -> None (no autocast), "bf16" -> torch.bfloat16, "fp16" -> torch.float16; dtypes pass through."""
+    if dtype is None or dtype == torch.float32:
+        return None
+    if isinstance(dtype, torch.dtype):
+        if dtype not in TEACHER_DTYPES.values():
+            raise ConfigError(f"teacher_dtype {dtype} is not allowed; choose one of: {', '.join(TEACHER_DTYPES)}")
+        return dtype
+    if dtype not in TEACHER_DTYPES:
+        raise ConfigError(f"teacher_dtype={dtype!r} is not allowed; choose one of: {', '.join(TEACHER_DTYPES)}")
+    return TEACHER_DTYPES[dtype]
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    return next(name for name, d in TEACHER_DTYPES.items() if d == dtype)
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def shared_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model`'s module tree that shares its parameters and buffers: its own hooks, no extra weights.
+
+    Every method taps the teacher at different places; a copy per method keeps one method's hooks (Heo's stage taps
+    clone large tensors) out of another method's teacher forward.
+    """
+    memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return copy.deepcopy(model, memo)
+
+
+def synthetic_batch(size: int, batch: int, num_classes: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images and labels on the host (pinned for CUDA, as the DataLoader's pin_memory would give them)."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, size, size, generator=generator)
+    target = torch.randint(0, num_classes, (batch, size, size), generator=generator)
+    if device.type == "cuda":
+        images, target = images.pin_memory(), target.pin_memory()
+    return images, target
+
+
+def teacher_forward_context(device: torch.device, settings: TeacherSettings) -> contextlib.ExitStack:
+    """No autograd (inference_mode or no_grad) and, when asked, autocast to the teacher's reduced precision."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode() if settings.inference_mode else torch.no_grad())
+    if settings.dtype is not None:
+        stack.enter_context(torch.autocast(device.type, dtype=settings.dtype))
+    return stack
+
+
+def bench_config(preset: str, size: int, batch: int) -> Config:
+    """The preset's config at the benchmark's crop and batch (the optimiser settings are the paper's)."""
+    teacher = BENCH_TEACHER if PRESETS[preset].keys() & {"pixel", "pair", "gat", "heo"} else None
+    return resolve(preset, dataset="standin", crop=size, val_size=size, batch_size=batch, teacher=teacher)
+
+
+def frozen_teacher_net(teacher: nn.Module, taps: Sequence[str], settings: TeacherSettings) -> nn.Module:
+    """The teacher as a method's step calls it: its own copy with the method's taps, maybe compiled."""
+    net = tap(shared_copy(teacher).to(memory_format=memory_format(settings.channels_last)), taps)
+    if settings.compile:
+        # Hooks differ per copy; without hook guards a compiled graph could be reused with another copy's hooks.
+        torch._dynamo.config.skip_nnmodule_hook_guards = False
+        # One compiled copy per method shares Tapped.forward's code: allow more than the default 8 cache entries.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+        net = torch.compile(net)
+    return net
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The measured steps
+# ---------------------------------------------------------------------------------------------------------------------
+
+def training_step(cfg: Config, model: nn.Module, teacher: nn.Module | None, batch: tuple[torch.Tensor, torch.Tensor],
+                  device: torch.device, settings: TeacherSettings) -> Callable[[StepTimer], torch.Tensor]:
+    """One iteration of train.py's loop for `model` (teacher or student), distilling from `teacher` if given.
+
+    Same calls as train.py (float32 student, amp off); only the teacher forward's context follows `settings`.
+    Returns a function that runs one step, timing its parts on the timer it is given, and returns the loss.
+    """
+    objective = Distillation(cfg, teacher, model).to(device) if teacher is not None else None
+    taps = objective.taps if objective is not None else []
+    mem_format = memory_format(settings.channels_last)
+    student_net = tap(model.to(device, memory_format=mem_format).train(), taps)
+    teacher_net = frozen_teacher_net(teacher, taps, settings) if teacher is not None else None
+    has_connectors = objective is not None and any(p.requires_grad for p in objective.parameters())
+    optimizer = torch.optim.SGD(param_groups(model, objective if has_connectors else None, cfg), lr=cfg.lr,
+                                momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = poly_schedule(optimizer, max_iter=10**6, power=cfg.poly_power)
+    scaler = torch.amp.GradScaler(device.type, enabled=False)  # train.py's scaler with amp off
+    host_images, host_target = batch
+
+    def step(timer: StepTimer) -> torch.Tensor:
+        with timer.part("data"):
+            images = host_images.to(device, non_blocking=True, memory_format=mem_format)
+            target = host_target.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float32, enabled=False):
+            t_feats = {}
+            if teacher_net is not None:
+                with timer.part("teacher_forward"), teacher_forward_context(device, settings):
+                    _, t_feats = teacher_net(images)
+            with timer.part("student_forward"):
+                logits, s_feats = student_net(images)
+            with timer.part("losses"):
+                seg = segmentation_loss(logits, target)
+                terms = objective(t_feats, s_feats, target) if objective is not None else {}
+                loss = objective.total(seg, terms) if objective is not None else seg
+        with timer.part("backward_step"):
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+        return loss
+
+    return step
+
+
+def teacher_forward(teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+                    settings: TeacherSettings) -> Callable[[StepTimer], torch.Tensor]:
+    """The frozen teacher's forward alone, without taps and without autograd (the input already on the device)."""
+    net = frozen_teacher_net(teacher, [], settings)
+    images = batch[0].to(device, memory_format=memory_format(settings.channels_last))
+
+    def step(timer: StepTimer) -> torch.Tensor:
+        with timer.part("teacher_forward"), teacher_forward_context(device, settings):
+            logits, _ = net(images)
+        return logits
+
+    return step
+
+
+def build_rows(methods: Sequence[str], size: int, batch: int, device: torch.device,
+               settings: TeacherSettings) -> list[Row]:
+    """Teacher training step, plain student step(s), teacher forward, then one row per distillation method."""
+    teacher_cfg = bench_config("teacher", size, batch)
+    images_and_target = synthetic_batch(size, batch, teacher_cfg.num_classes, device)
+    torch.manual_seed(0)
+    trained_teacher = deeplabv3plus("resnet101", teacher_cfg.num_classes, teacher_cfg.output_stride)
+    rows = [Row(LABELS["teacher"], "teacher", "train_step", "resnet101",
+                training_step(teacher_cfg, trained_teacher, None, images_and_target, device, settings))]
+
+    frozen = deeplabv3plus("resnet101", teacher_cfg.num_classes, teacher_cfg.output_stride)
+    frozen = frozen.requires_grad_(False).to(device).eval()
+    plain = [p for p in dict.fromkeys(f"{m.split('-')[0]}-none" for m in methods)]
+    for preset in plain:
+        cfg = bench_config(preset, size, batch)
+        rows.append(Row(LABELS["none"], preset, "student_step", cfg.backbone, training_step(
+            cfg, deeplabv3plus(cfg.backbone, cfg.num_classes, cfg.output_stride), None, images_and_target, device,
+            settings)))
+    rows.append(Row(LABELS["teacher-forward"], "teacher", "teacher_forward", "resnet101",
+                    teacher_forward(frozen, images_and_target, device, settings)))
+    for preset in methods:
+        if preset in plain:
+            continue
+        cfg = bench_config(preset, size, batch)
+        student = deeplabv3plus(cfg.backbone, cfg.num_classes, cfg.output_stride)
+        rows.append(Row(LABELS[preset.split("-", 1)[1]], preset, "distill_step", cfg.backbone,
+                        training_step(cfg, student, frozen, images_and_target, device, settings)))
+    return rows
+
+
+def measure(rows: Sequence[Row], device: torch.device, warmup: int, repeats: int, progress: bool) -> None:
+    """Run the rows round robin, `warmup` + `repeats` rounds; keep the part times of the last `repeats`."""
+    timer = StepTimer(device)
+    with tqdm(total=(warmup + repeats) * len(rows), desc="bench steps", disable=not progress) as bar:
+        for round_ in range(warmup + repeats):
+            for row in rows:
+                bar.set_postfix_str(f"{row.preset} ({row.kind})")
+                row.step(timer)
+                if round_ >= warmup:
+                    row.times.append(dict(timer.current))
+                timer.current = {}
+                bar.update()
+
+
+def summarize(row: Row) -> dict[str, Any]:
+    """Median, spread (max - min) and raw totals of a row's steps in ms, and the median of each part."""
+    totals = [1000 * sum(t.values()) for t in row.times]
+    parts = {k: statistics.median(1000 * t[k] for t in row.times) for k in TIMED_PARTS if k in row.times[0]}
+    return {"method": row.method, "preset": row.preset, "kind": row.kind, "backbone": row.backbone,
+            "median_ms": statistics.median(totals), "spread_ms": max(totals) - min(totals),
+            "min_ms": min(totals), "max_ms": max(totals), "times_ms": totals, "parts_ms": parts,
+            "paper_ms": PAPER_MS.get(row.preset) if row.kind != "teacher_forward" else None}
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """ratio_to_student = median / plain student median (same backbone; teacher rows: the first student's);
+    overhead = median / (plain student median + teacher forward median) - 1, for distillation steps only."""
+    plain = {r["backbone"]: r["median_ms"] for r in rows if r["kind"] == "student_step"}
+    reference = next(iter(plain.values()))
+    teacher_fwd = next(r["median_ms"] for r in rows if r["kind"] == "teacher_forward")
+    for r in rows:
+        base = plain.get(r["backbone"], reference)
+        r["ratio_to_student"] = r["median_ms"] / base
+        r["floor_ms"] = base + teacher_fwd if r["kind"] == "distill_step" else None
+        r["overhead"] = r["median_ms"] / r["floor_ms"] - 1 if r["kind"] == "distill_step" else None
+        paper_base = PAPER_MS.get(f"{r['preset'].split('-')[0]}-none", PAPER_MS["r18-none"])
+        r["paper_ratio"] = r["paper_ms"] / paper_base if r["paper_ms"] else None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Inference, precision, data
+# ---------------------------------------------------------------------------------------------------------------------
+
+def images_per_second(backbone: str, size: int, batch: int, device: torch.device, repeats: int) -> float:
+    """Throughput of an eval-mode forward at `batch` images (inference_mode, float32), median of `repeats`."""
+    model = deeplabv3plus(backbone).to(device).eval()
+    images = torch.randn(batch, 3, size, size, device=device)
+    timer, times = StepTimer(device), []
+    with torch.inference_mode():
+        model(images)  # warm-up
+        for _ in range(repeats):
+            with timer.part("forward"):
+                model(images)
+            times.append(timer.current.pop("forward"))
+    return batch / statistics.median(times)
+
+
+def inference_rows(size: int, batch: int, device: torch.device, repeats: int, progress: bool) -> list[dict[str, Any]]:
+    """Teacher and both students at `size` x `size`: batch-1 latency, images/s at `batch`, params and GFLOPs."""
+    rows = []
+    for backbone in tqdm(INFERENCE_BACKBONES, desc="bench inference", disable=not progress):
+        summary = model_summary(backbone, input_size=size, device=device, repeats=repeats)
+        rows.append({"backbone": backbone, "size": size, "latency_ms": summary["latency_ms"],
+                     "images_per_s": images_per_second(backbone, size, batch, device, repeats), "batch": batch,
+                     "params": summary["params_total"], "gflops": summary["gflops"]})
+    return rows
+
+
+def teacher_agreement(teacher: nn.Module, images: torch.Tensor, dtype: str | torch.dtype | None) -> float:
+    """Fraction of pixels whose argmax class under `dtype` autocast equals the float32 teacher's (eval mode).
+
+    `dtype`: "bf16", "fp16", a torch dtype, or "fp32"/None (then 1.0 by construction). The teacher is run in eval
+    mode under inference_mode and put back in the mode it came in.
+    """
+    dtype = parse_dtype(dtype)
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        with torch.inference_mode():
+            reference = teacher(images)
+            with torch.autocast(images.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                reduced = teacher(images)
+    finally:
+        teacher.train(was_training)
+    reference, reduced = (out[0] if isinstance(out, tuple) else out for out in (reference, reduced))
+    return (reference.argmax(1) == reduced.argmax(1)).float().mean().item()
+
+
+def data_wait_fraction(step_ms: float, steps: int = 20, warmup: int = 1, **cfg_overrides: Any) -> float:
+    """Fraction of wall time a training loop waits on `next(batches)` when each step takes `step_ms`.
+
+    Real DataLoader iterations as train.py builds them (its `build_datasets`, the config's default `workers`, batch,
+    crop, shuffle, drop_last, pin_memory on CUDA) over the stand-in (or `data_root=...`); the step is simulated by
+    sleeping `step_ms`, so the workers get the CPU a GPU step would leave them. The first `warmup` batches (worker
+    start-up) are left out. `cfg_overrides` go to `resolve("r18-none", dataset="standin", ...)`.
+    """
+    cfg = resolve("r18-none", **{"dataset": "standin", **cfg_overrides})
+    train_set, _ = build_datasets(cfg)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        num_workers=cfg.workers, pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
+    if len(loader) == 0:
+        raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {len(train_set)} training images")
+    batches, waited, start = iter(loader), 0.0, None
+    for i in range(warmup + steps):
+        if i == warmup:
+            waited, start = 0.0, time.perf_counter()
+        before = time.perf_counter()
+        try:
+            next(batches)
+        except StopIteration:  # a new epoch: its worker start-up is waiting too
+            batches = iter(loader)
+            next(batches)
+        waited += time.perf_counter() - before
+        time.sleep(step_ms / 1000)
+    return waited / (time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------------------------------
+
+def check_methods(methods: Sequence[str] | None) -> list[str]:
+    """The distillation presets to time (default: every Table 2-3 row); unknown or non-student presets raise."""
+    methods = list(DEFAULT_METHODS if methods is None else methods)
+    allowed = [p for p in PRESETS if p != "teacher"]
+    bad = [m for m in methods if m not in allowed]
+    if bad or not methods:
+        raise ConfigError(f"unknown benchmark method(s) {', '.join(bad) or '(none given)'}; "
+                          f"choose from: {', '.join(allowed)}")
+    return list(dict.fromkeys(methods))
+
+
+def run_benchmark(size: int = 513, batch: int = 6, device: str = "cpu", repeats: int = 5, warmup: int = 2,
+                  methods: Sequence[str] | None = None, teacher_dtype: str | torch.dtype | None = None,
+                  channels_last: bool = False, compile_teacher: bool = False, inference_mode: bool = True,
+                  json_path: str | None = None, progress: bool = True, inference_size: int | None = 513,
+                  data_steps: int = 20, data_root: str | None = None) -> dict[str, Any]:
+    """Time every step side by side (module docstring), then inference, teacher precision and data loading.
+
+    `inference_size=None` skips the inference table; `data_steps=0` skips the data-wait measurement (`data_root`:
+    a VOC-layout folder, default the embedded stand-in). Returns the result dict, also written to `json_path`.
+    """
+    if repeats < 1 or warmup < 0 or size < 33 or batch < 1:
+        raise ConfigError(f"need repeats >= 1, warmup >= 0, size >= 33, batch >= 1; got repeats={repeats}, "
+                          f"warmup={warmup}, size={size}, batch={batch}")
+    methods = check_methods(methods)
+    dev = torch.device(device)
+    settings = TeacherSettings(parse_dtype(teacher_dtype), channels_last, compile_teacher, inference_mode)
+
+    rows = build_rows(methods, size, batch, dev, settings)
+    measure(rows, dev, warmup, repeats, progress)
+    summaries = [summarize(row) for row in rows]
+    add_ratios(summaries)
+    result: dict[str, Any] = {
+        "device": run_environment(dev)["device"], "torch": torch.__version__, "size": size, "batch": batch,
+        "repeats": repeats,
+        "settings": {"warmup": warmup, "teacher_dtype": dtype_name(settings.dtype), "channels_last": channels_last,
+                     "compile_teacher": compile_teacher, "inference_mode": inference_mode,
+                     "threads": torch.get_num_threads(), "order": "round robin, one step of each row per round",
+                     "student_precision": "float32 (train.py with amp off)",
+                     "weights": "random init (step time does not depend on the weights)",
+                     "input": "synthetic random tensors in memory; the data part is the host-to-device copy only, "
+                              "data loading is measured separately (data_wait_fraction)"},
+        "environment": run_environment(dev), "rows": summaries, "inference": None, "teacher_agreement": None,
+        "data_wait_fraction": None,
+    }
+    del rows  # free the models before the inference models are built
+
+    if inference_size:
+        result["inference"] = inference_rows(inference_size, batch, dev, repeats, progress)
+    if settings.dtype is not None or data_steps:
+        data_cfg = {"crop": size, "val_size": size, "batch_size": batch, "data_root": data_root}
+        if settings.dtype is not None:
+            result["teacher_agreement"] = agreement_on_data(settings.dtype, dev, data_cfg, batch)
+        if data_steps:
+            plain_ms = next(r["median_ms"] for r in summaries if r["kind"] == "student_step")
+            cfg = resolve("r18-none", dataset="standin", **data_cfg)
+            result["data_wait_fraction"] = data_wait_fraction(plain_ms, steps=data_steps, **data_cfg)
+            result["data_wait"] = {"step_ms": plain_ms, "steps": data_steps, "workers": cfg.workers,
+                                   "data_root": data_root or "embedded stand-in",
+                                   "how": "real DataLoader, consumer sleeps the plain student step's median"}
+    if json_path:
+        with atomic_open(json_path, "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+    return result
+
+
+def agreement_on_data(dtype: torch.dtype, device: torch.device, data_cfg: dict[str, Any], n: int) -> dict[str, Any]:
+    """`teacher_agreement` of the (random-init) ResNet-101 teacher on the first `n` validation images."""
+    _, val_set = build_datasets(resolve("r18-none", dataset="standin", **data_cfg))
+    images = torch.stack([val_set[i][0] for i in range(min(n, len(val_set)))]).to(device)
+    torch.manual_seed(0)
+    teacher = deeplabv3plus("resnet101").to(device)
+    fraction = teacher_agreement(teacher, images, dtype)
+    return {"dtype": dtype_name(dtype), "fraction": fraction, "target": AGREEMENT_TARGET,
+            "meets_target": fraction >= AGREEMENT_TARGET, "images": len(images),
+            "teacher": "random init: a trained teacher's agreement may differ"}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The benchmark as plain-text tables: step times with parts, ratios and the paper's; inference; precision; data."""
+    s = result["settings"]
+    lines = [f"paperkd bench: {result['device']}, torch {result['torch']}, input {result['size']} x {result['size']}, "
+             f"batch {result['batch']}, {result['repeats']} timed repeats after {s['warmup']} warm-up rounds "
+             f"({s['order']}), {s['threads']} threads",
+             f"teacher forward: {s['teacher_dtype']}, {'inference_mode' if s['inference_mode'] else 'no_grad'}"
+             f"{', channels_last' if s['channels_last'] else ''}{', compiled' if s['compile_teacher'] else ''}; "
+             f"students {s['student_precision']}; {s['weights']}", f"input: {s['input']}", ""]
+    parts = ("data", "teacher_forward", "student_forward", "losses", "backward_step")
+    short = ("data", "t-fwd", "s-fwd", "losses", "bwd+step")
+    header = (f"{'method':<30}{'preset':<17}{'median':>9}{'spread':>8}" + "".join(f"{p:>9}" for p in short) +
+              f"{'ratio':>7}{'overhead':>9}{'paper':>7}{'p.ratio':>8}")
+    lines += [header, "-" * len(header)]
+    for r in result["rows"]:
+        lines.append(f"{r['method']:<30}{r['preset']:<17}{r['median_ms']:>9.1f}{r['spread_ms']:>8.1f}" +
+                     "".join(f"{_num(r['parts_ms'].get(p), '.1f'):>9}" for p in parts) +
+                     f"{_num(r['ratio_to_student'], '.2f'):>7}{_num(r['overhead'], '+.1%'):>9}"
+                     f"{_num(r['paper_ms'], '.0f'):>7}{_num(r['paper_ratio'], '.2f'):>8}")
+    lines += ["times in ms (median of the step totals; spread = max - min); ratio = step / plain student step; "
+              "overhead = step / (plain student step + teacher forward) - 1"]
+    if result.get("inference"):
+        inf = result["inference"]
+        lines += ["", f"inference at {inf[0]['size']} x {inf[0]['size']} (eval, inference_mode, float32): latency at "
+                      f"batch 1, images/s at batch {inf[0]['batch']}",
+                  f"{'backbone':<14}{'latency ms':>11}{'images/s':>10}{'params':>13}{'GFLOPs':>8}"]
+        lines += [f"{r['backbone']:<14}{r['latency_ms']:>11.1f}{r['images_per_s']:>10.2f}{r['params']:>13,}"
+                  f"{r['gflops']:>8.1f}" for r in inf]
+    if result.get("teacher_agreement"):
+        a = result["teacher_agreement"]
+        lines += ["", f"{a['dtype']} teacher agrees with the fp32 teacher on {a['fraction']:.4%} of pixels "
+                      f"({a['images']} images; target >= {a['target']:.1%}: {'met' if a['meets_target'] else 'NOT met'};"
+                      f" {a['teacher']})"]
+    if result.get("data_wait_fraction") is not None:
+        d = result["data_wait"]
+        lines += ["", f"data: the step waits on the loader {result['data_wait_fraction']:.1%} of the time "
+                      f"({d['workers']} workers, {d['steps']} steps of {d['step_ms']:.0f} ms simulated, {d['data_root']})"]
+    return "\n".join(lines)
+
+
+__all__ = ["DEFAULT_METHODS", "TeacherSettings", "data_wait_fraction", "format_table", "run_benchmark",
+           "teacher_agreement"]

@@ -1,0 +1,30 @@
+from paperkd.campaign import ensure_runs, plan
+
+
+def test_plan_puts_the_teacher_first_and_students_use_its_checkpoint(tmp_path):
+    configs = plan(["r18-none", "r18-pixel", "teacher"], [0, 1], scale="smoke", dataset="standin", out=str(tmp_path))
+    names = [c.name for c in configs]
+    assert names == ["teacher-s0", "r18-none-s0", "r18-pixel-s0", "r18-none-s1", "r18-pixel-s1", "teacher-s1"]
+    pixel = [c for c in configs if c.preset == "r18-pixel"]
+    assert all(c.teacher == str(tmp_path / "teacher-s0" / "checkpoint.pt") for c in pixel)
+    assert all(c.teacher is None for c in configs if c.preset == "r18-none")
+
+
+def test_ensure_runs_trains_only_what_is_missing(tmp_path, tiny_standin, monkeypatch):
+    import paperkd.train
+
+    calls = []
+    real_train = paperkd.train.train
+    monkeypatch.setattr(paperkd.train, "train", lambda cfg, **kw: calls.append((cfg.name, kw)) or real_train(cfg, **kw))
+    settings = dict(scale="smoke", dataset="standin", data_root=str(tiny_standin), results=str(tmp_path),
+                    device="cpu", epochs=1, workers=0, max_train_images=4, progress=False)
+    df = ensure_runs(["r18-none"], [0], **settings)
+    assert list(df["run_name"]) == ["r18-none-s0"]
+    record = tmp_path / "r18-none-s0" / "record.json"
+    stamp = record.stat().st_mtime_ns
+    df = ensure_runs(["r18-none"], [0], **settings)  # reuse: nothing retrained
+    assert record.stat().st_mtime_ns == stamp and len(df) == 1
+    ensure_runs(["r18-none"], [0], reuse=False, **settings)  # no reuse: trained again, from scratch
+    assert record.stat().st_mtime_ns != stamp
+    assert calls == [("r18-none-s0", {"resume": True, "progress": False}),
+                     ("r18-none-s0", {"resume": False, "progress": False})]

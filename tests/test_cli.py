@@ -1,0 +1,137 @@
+"""The command line: help texts, one-line errors (no traceback, exit 2) for bad values and bad data."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from paperkd.checkpoint import save_checkpoint
+from paperkd.cli import main
+from paperkd.config import resolve
+from paperkd.data.palette import save_label_png
+
+SMOKE = ["--scale", "smoke", "--dataset", "standin", "--epochs", "1", "--max-train-images", "4", "--quiet"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_help_shows_paper_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--pixel PIXEL" in out and "paper default: 0.007" in out and "r18-pixel-middle" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--lr", "-1"], ["lr must be > 0", "-1"]),
+    (["--pixel-tap", "middle"], ["pixel_tap", "encoder, decoder"]),
+    (["--crop", "5000"], ["crop", "1025"]),
+])
+def test_bad_values_fail_before_work_with_one_line(capsys, tmp_path, argv, words):
+    code, _, err = run(capsys, "train", "--preset", "r18-none", *SMOKE, "--out", str(tmp_path), *argv)
+    assert code == 2
+    for word in words:
+        assert word in err
+    assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_distilling_preset_without_teacher(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--preset", "r18-both", *SMOKE, "--out", str(tmp_path))
+    assert code == 2 and "--teacher" in err
+
+
+def _copy(standin, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(standin, root)
+    voc = root / "VOCdevkit" / "VOC2012"
+    stem = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()[0]
+    return root, voc, stem
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_truncated_image_names_the_file(capsys, tmp_path, tiny_standin, workers):
+    root, voc, stem = _copy(tiny_standin, tmp_path)
+    jpg = voc / "JPEGImages" / f"{stem}.jpg"
+    jpg.write_bytes(jpg.read_bytes()[:200])
+    code, _, err = run(capsys, "train", "--preset", "r18-none", *SMOKE, "--data-root", str(root),
+                       "--out", str(tmp_path / "runs"), "--workers", workers)
+    assert code == 2 and f"{stem}.jpg" in err and len(err.strip().splitlines()) == 1
+
+
+def test_label_value_out_of_range_names_the_file(capsys, tmp_path, tiny_standin):
+    root, voc, stem = _copy(tiny_standin, tmp_path)
+    png = voc / "SegmentationClass" / f"{stem}.png"
+    from paperkd.data.palette import read_label
+
+    label = read_label(png)
+    label[0, 0] = 30
+    save_label_png(png, label)
+    code, _, err = run(capsys, "train", "--preset", "r18-none", *SMOKE, "--data-root", str(root),
+                       "--out", str(tmp_path / "runs"), "--workers", "0")
+    assert code == 2 and f"{stem}.png" in err and "30" in err
+
+
+def test_check_data_reports_every_problem(capsys, tmp_path, tiny_standin):
+    root, voc, stem = _copy(tiny_standin, tmp_path)
+    (voc / "JPEGImages" / f"{stem}.jpg").unlink()
+    (voc / "ImageSets" / "Segmentation" / "val.txt").unlink()
+    code, out, _ = run(capsys, "check-data", str(root))
+    assert code == 1 and f"{stem}.jpg" in out and "val.txt" in out
+    code, out, _ = run(capsys, "check-data", str(tiny_standin))
+    assert code == 0 and "no problems" in out
+
+
+def test_teacher_with_other_class_count_or_foreign_weights(capsys, tmp_path, tiny_standin):
+    wrong_classes = tmp_path / "t5.pt"
+    save_checkpoint(wrong_classes, {"config": resolve("teacher", dataset="standin", num_classes=5).to_dict(),
+                                    "model": {}})
+    code, _, err = run(capsys, "train", "--preset", "r18-pixel", *SMOKE, "--data-root", str(tiny_standin),
+                       "--out", str(tmp_path / "runs"), "--teacher", str(wrong_classes))
+    assert code == 2 and "5 classes" in err
+
+    wrong_weights = tmp_path / "tw.pt"
+    save_checkpoint(wrong_weights, {"config": resolve("teacher", dataset="standin").to_dict(),
+                                    "model": {"conv.weight": torch.zeros(1)}})
+    code, _, err = run(capsys, "train", "--preset", "r18-pixel", *SMOKE, "--data-root", str(tiny_standin),
+                       "--out", str(tmp_path / "runs"), "--teacher", str(wrong_weights))
+    assert code == 2 and "tw.pt" in err and "does not fit" in err
+
+    code, _, err = run(capsys, "train", "--preset", "r18-pixel", *SMOKE, "--data-root", str(tiny_standin),
+                       "--out", str(tmp_path / "runs"), "--teacher", str(tmp_path / "missing.pt"))
+    assert code == 2 and "missing.pt" in err
+
+
+def test_unwritable_results_folder(capsys, tmp_path, tiny_standin):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = run(capsys, "train", "--preset", "r18-none", *SMOKE, "--data-root", str(tiny_standin),
+                       "--out", str(blocker / "runs"))
+    assert code == 2 and "cannot write to the results folder" in err
+
+
+def test_info_prints_the_parameter_table(capsys):
+    code, out, _ = run(capsys, "info", "--size", "65", "--repeats", "1", "--backbones", "resnet18", "mobilenet_v2")
+    assert code == 0 and "16,608,181" in out and "5,816,053" in out and "GFLOPs" in out
+
+
+def test_eval_and_predict_a_checkpoint(capsys, tmp_path, tiny_standin):
+    code, *_ = run(capsys, "train", "--preset", "r18-none", *SMOKE, "--data-root", str(tiny_standin),
+                   "--out", str(tmp_path), "--workers", "0")
+    ckpt = tmp_path / "r18-none-s0" / "checkpoint.pt"
+    code, out, _ = run(capsys, "eval", str(ckpt), "--data-root", str(tiny_standin), "--val-size", "65", "--quiet",
+                       "--json", str(tmp_path / "m.json"))
+    assert code == 0 and "mIoU" in out and "aeroplane" in out and (tmp_path / "m.json").is_file()
+    image = next((Path(tiny_standin) / "VOCdevkit" / "VOC2012" / "JPEGImages").iterdir())
+    code, out, _ = run(capsys, "predict", str(ckpt), str(image), "--out", str(tmp_path / "pred"), "--size", "65")
+    from PIL import Image
+
+    mask = Image.open(tmp_path / "pred" / f"{image.stem}_mask.png")
+    assert code == 0 and mask.mode == "P" and mask.size == Image.open(image).size
+    assert np.asarray(mask).max() < 21
