@@ -1,4 +1,4 @@
-"""`paperkd` command line: train, eval, predict, make-standin, check-data, info, book.
+"""`paperkd` command line: train, eval, predict, campaign, make-standin, check-data, info, bench, book.
 
 Expected problems (missing files, bad values) are printed as one line without a traceback and exit with status 2.
 """
@@ -145,12 +145,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from paperkd.campaign import ensure_runs
+    from paperkd.config import TABLE_ROWS
+
+    presets = list(dict.fromkeys(p for table in args.tables for p in TABLE_ROWS[table]))
+    df = ensure_runs(presets, args.seeds, scale=args.scale, dataset=args.dataset, data_root=args.data_root,
+                     results=args.results, device=args.device, epochs=args.epochs, workers=args.workers,
+                     progress=not args.quiet)
+    summary = df.groupby("preset", sort=False)["miou"].agg(["mean", "std", "count"])
+    print(summary.to_string(float_format=lambda v: f"{100 * v:.2f}"))
+    return 0
+
+
 def cmd_book(args: argparse.Namespace) -> int:
     from paperkd.book import build_book
 
     index = build_book(scale=args.scale, data_root=args.data_root, dataset=args.dataset, results=args.results,
-                       device=args.device, seeds=args.seeds, reuse=not args.no_reuse, notebooks=args.notebooks,
-                       build=not args.no_build)
+                       device=args.device, seeds=args.seeds, epochs=args.epochs, reuse=not args.no_reuse,
+                       notebooks=args.notebooks, build=not args.no_build)
     print(f"book: {index}")
     return 0
 
@@ -218,6 +231,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("campaign", help="train every row of Tables 1-3 x seeds into one folder (resumable)",
+                       description="Train the rows of the chosen tables for every seed, teacher first; runs whose "
+                                   "record exists are skipped and an interrupted run resumes, so it can be stopped "
+                                   "and restarted at any time.")
+    p.add_argument("--tables", nargs="+", default=["table1", "table2", "table3"],
+                   choices=["table1", "table2", "table3"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--scale", default="cpu", choices=list(SCALES))
+    p.add_argument("--dataset", default="standin", choices=["standin", "voc"])
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--results", required=True, help="results folder (records are kept, checkpoints too)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=int, default=None, help="override the scale's epochs")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_campaign)
+
     p = sub.add_parser("book", help="execute the notebooks with papermill and build the Jupyter Book")
     p.add_argument("--scale", default="smoke", choices=list(SCALES))
     p.add_argument("--dataset", default="standin", choices=["standin", "voc"])
@@ -225,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="runs/book", help="run records folder the notebooks read and fill")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--epochs", type=int, default=None, help="override the scale's epochs")
     p.add_argument("--notebooks", nargs="+", default=None, help="only these notebooks (names without .py)")
     p.add_argument("--no-reuse", action="store_true", help="retrain runs whose records exist")
     p.add_argument("--no-build", action="store_true", help="execute notebooks only")
