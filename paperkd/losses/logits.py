@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from paperkd.errors import ConfigError
-from paperkd.losses.attention import (
+from paperkd.losses._common import (
     float32_math,
     require_4d,
     require_same_batch,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from paperkd.errors import ConfigError
-from paperkd.losses.attention import float32_math, require_4d, resize_to, student_input, teacher_input
+from paperkd.losses._common import float32_math, require_4d, resize_to, student_input, teacher_input
 from paperkd.losses.pixelwise import partial_l2
 
 HEO_DIVISORS = (8, 4, 2, 1, 1, 16)  # the six taps of their DeepLabV3+ code: 4 backbone stages, ASPP, decoder

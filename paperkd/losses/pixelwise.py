@@ -14,10 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from paperkd.errors import ConfigError
-from paperkd.losses.attention import (
-    attention_map,
+from paperkd.losses._common import (
     float32_math,
-    gam,
     require_4d,
     require_choice,
     require_same_batch,
@@ -25,6 +23,7 @@ from paperkd.losses.attention import (
     student_input,
     teacher_input,
 )
+from paperkd.losses.attention import attention_map, gam
 
 REDUCTIONS = ("mean", "sum", "batchmean")
 
