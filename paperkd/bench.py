@@ -53,7 +53,7 @@ from paperkd.distill import Distillation, segmentation_loss
 from paperkd.errors import ConfigError
 from paperkd.models import deeplabv3plus, model_summary, tap
 from paperkd.records import run_environment
-from paperkd.train import TIMED_PARTS, StepTimer, build_datasets, param_groups, poly_schedule
+from paperkd.train import TIMED_PARTS, StepTimer, build_datasets, load_teacher, param_groups, poly_schedule
 
 DEFAULT_METHODS = ("r18-gat", "r18-heo", "r18-pixel", "r18-pair", "r18-both", "r18-pixel-middle", "r18-pair-end")
 INFERENCE_BACKBONES = ("resnet101", "resnet18", "mobilenet_v2")
@@ -227,19 +227,21 @@ def teacher_forward(teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
     return step
 
 
-def build_rows(methods: Sequence[str], size: int, batch: int, device: torch.device,
-               settings: TeacherSettings) -> list[Row]:
-    """Teacher training step, plain student step(s), teacher forward, then one row per distillation method."""
+def build_rows(methods: Sequence[str], size: int, batch: int, device: torch.device, settings: TeacherSettings,
+               teacher_step: bool = True) -> list[Row]:
+    """Teacher training step (if asked), plain student step(s), teacher forward, one row per distillation method."""
     teacher_cfg = bench_config("teacher", size, batch)
     images_and_target = synthetic_batch(size, batch, teacher_cfg.num_classes, device)
     torch.manual_seed(0)
-    trained_teacher = deeplabv3plus("resnet101", teacher_cfg.num_classes, teacher_cfg.output_stride)
-    rows = [Row(LABELS["teacher"], "teacher", "train_step", "resnet101",
-                training_step(teacher_cfg, trained_teacher, None, images_and_target, device, settings))]
+    rows = []
+    if teacher_step:
+        trained_teacher = deeplabv3plus("resnet101", teacher_cfg.num_classes, teacher_cfg.output_stride)
+        rows.append(Row(LABELS["teacher"], "teacher", "train_step", "resnet101",
+                        training_step(teacher_cfg, trained_teacher, None, images_and_target, device, settings)))
 
     frozen = deeplabv3plus("resnet101", teacher_cfg.num_classes, teacher_cfg.output_stride)
     frozen = frozen.requires_grad_(False).to(device).eval()
-    plain = [p for p in dict.fromkeys(f"{m.split('-')[0]}-none" for m in methods)]
+    plain = list(dict.fromkeys(f"{m.split('-')[0]}-none" for m in methods))  # one plain step per student backbone
     for preset in plain:
         cfg = bench_config(preset, size, batch)
         rows.append(Row(LABELS["none"], preset, "student_step", cfg.backbone, training_step(
@@ -289,9 +291,9 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
     teacher_fwd = next(r["median_ms"] for r in rows if r["kind"] == "teacher_forward")
     for r in rows:
         base = plain.get(r["backbone"], reference)
-        r["ratio_to_student"] = r["median_ms"] / base
         r["floor_ms"] = base + teacher_fwd if r["kind"] == "distill_step" else None
-        r["overhead"] = r["median_ms"] / r["floor_ms"] - 1 if r["kind"] == "distill_step" else None
+        r["ratio_to_student"] = r["median_ms"] / base
+        r["overhead"] = r["median_ms"] / r["floor_ms"] - 1 if r["floor_ms"] else None
         paper_base = PAPER_MS.get(f"{r['preset'].split('-')[0]}-none", PAPER_MS["r18-none"])
         r["paper_ratio"] = r["paper_ms"] / paper_base if r["paper_ms"] else None
 
@@ -353,6 +355,8 @@ def data_wait_fraction(step_ms: float, steps: int = 20, warmup: int = 1, **cfg_o
     sleeping `step_ms`, so the workers get the CPU a GPU step would leave them. The first `warmup` batches (worker
     start-up) are left out. `cfg_overrides` go to `resolve("r18-none", dataset="standin", ...)`.
     """
+    if steps < 1 or warmup < 0:
+        raise ConfigError(f"data_wait_fraction needs steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
     cfg = resolve("r18-none", **{"dataset": "standin", **cfg_overrides})
     train_set, _ = build_datasets(cfg)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
@@ -389,55 +393,74 @@ def check_methods(methods: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(methods))
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Use `threads` intra-op threads inside the block (None: leave torch's setting alone)."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run_benchmark(size: int = 513, batch: int = 6, device: str = "cpu", repeats: int = 5, warmup: int = 2,
                   methods: Sequence[str] | None = None, teacher_dtype: str | torch.dtype | None = None,
                   channels_last: bool = False, compile_teacher: bool = False, inference_mode: bool = True,
                   json_path: str | None = None, progress: bool = True, inference_size: int | None = 513,
-                  data_steps: int = 20, data_root: str | None = None) -> dict[str, Any]:
+                  data_steps: int = 20, data_root: str | None = None, teacher_step: bool = True,
+                  threads: int | None = None, teacher_checkpoint: str | None = None) -> dict[str, Any]:
     """Time every step side by side (module docstring), then inference, teacher precision and data loading.
 
     `inference_size=None` skips the inference table; `data_steps=0` skips the data-wait measurement (`data_root`:
-    a VOC-layout folder, default the embedded stand-in). Returns the result dict, also written to `json_path`.
+    a VOC-layout folder, default the embedded stand-in); `teacher_step=False` skips the (slowest) teacher training
+    row; `threads` sets torch's intra-op threads for the run (1 is steadier on a CPU shared with other work);
+    `teacher_checkpoint`: a trained teacher for the precision check (timing always uses random weights).
+    `device`: "cpu", "cuda", "cuda:N" or "auto" (CUDA when visible). Returns the result dict, also written to
+    `json_path`.
     """
-    if repeats < 1 or warmup < 0 or size < 33 or batch < 1:
-        raise ConfigError(f"need repeats >= 1, warmup >= 0, size >= 33, batch >= 1; got repeats={repeats}, "
-                          f"warmup={warmup}, size={size}, batch={batch}")
+    if repeats < 1 or warmup < 0 or size < 33 or batch < 1 or (threads is not None and threads < 1):
+        raise ConfigError(f"need repeats >= 1, warmup >= 0, size >= 33, batch >= 1, threads >= 1; got "
+                          f"repeats={repeats}, warmup={warmup}, size={size}, batch={batch}, threads={threads}")
     methods = check_methods(methods)
-    dev = torch.device(device)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       "cpu" if device == "auto" else device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} was asked for but no CUDA GPU is visible; use device='cpu'")
     settings = TeacherSettings(parse_dtype(teacher_dtype), channels_last, compile_teacher, inference_mode)
 
-    rows = build_rows(methods, size, batch, dev, settings)
-    measure(rows, dev, warmup, repeats, progress)
-    summaries = [summarize(row) for row in rows]
-    add_ratios(summaries)
-    result: dict[str, Any] = {
-        "device": run_environment(dev)["device"], "torch": torch.__version__, "size": size, "batch": batch,
-        "repeats": repeats,
-        "settings": {"warmup": warmup, "teacher_dtype": dtype_name(settings.dtype), "channels_last": channels_last,
-                     "compile_teacher": compile_teacher, "inference_mode": inference_mode,
-                     "threads": torch.get_num_threads(), "order": "round robin, one step of each row per round",
-                     "student_precision": "float32 (train.py with amp off)",
-                     "weights": "random init (step time does not depend on the weights)",
-                     "input": "synthetic random tensors in memory; the data part is the host-to-device copy only, "
-                              "data loading is measured separately (data_wait_fraction)"},
-        "environment": run_environment(dev), "rows": summaries, "inference": None, "teacher_agreement": None,
-        "data_wait_fraction": None,
-    }
-    del rows  # free the models before the inference models are built
-
-    if inference_size:
-        result["inference"] = inference_rows(inference_size, batch, dev, repeats, progress)
-    if settings.dtype is not None or data_steps:
+    with torch_threads(threads):
+        rows = build_rows(methods, size, batch, dev, settings, teacher_step)
+        measure(rows, dev, warmup, repeats, progress)
+        summaries = [summarize(row) for row in rows]
+        add_ratios(summaries)
+        result: dict[str, Any] = {
+            "device": run_environment(dev)["device"], "torch": torch.__version__, "size": size, "batch": batch,
+            "repeats": repeats,
+            "settings": {"warmup": warmup, "teacher_dtype": dtype_name(settings.dtype), "channels_last": channels_last,
+                         "compile_teacher": compile_teacher, "inference_mode": inference_mode,
+                         "threads": torch.get_num_threads(), "order": "round robin, one step of each row per round",
+                         "student_precision": "float32 (train.py with amp off)",
+                         "weights": "random init (step time does not depend on the weights)",
+                         "input": "synthetic random tensors in memory; the data part is the host-to-device copy "
+                                  "only, data loading is measured separately (data_wait_fraction)"},
+            "environment": run_environment(dev), "rows": summaries, "inference": None, "teacher_agreement": None,
+            "data_wait_fraction": None,
+        }
+        del rows  # free the models before the inference models are built
+        if inference_size:
+            result["inference"] = inference_rows(inference_size, batch, dev, repeats, progress)
         data_cfg = {"crop": size, "val_size": size, "batch_size": batch, "data_root": data_root}
         if settings.dtype is not None:
-            result["teacher_agreement"] = agreement_on_data(settings.dtype, dev, data_cfg, batch)
-        if data_steps:
-            plain_ms = next(r["median_ms"] for r in summaries if r["kind"] == "student_step")
-            cfg = resolve("r18-none", dataset="standin", **data_cfg)
-            result["data_wait_fraction"] = data_wait_fraction(plain_ms, steps=data_steps, **data_cfg)
-            result["data_wait"] = {"step_ms": plain_ms, "steps": data_steps, "workers": cfg.workers,
-                                   "data_root": data_root or "embedded stand-in",
-                                   "how": "real DataLoader, consumer sleeps the plain student step's median"}
+            result["teacher_agreement"] = agreement_on_data(settings.dtype, dev, data_cfg, batch, teacher_checkpoint)
+    if data_steps:
+        plain_ms = next(r["median_ms"] for r in summaries if r["kind"] == "student_step")
+        result["data_wait_fraction"] = data_wait_fraction(plain_ms, steps=data_steps, **data_cfg)
+        result["data_wait"] = {"step_ms": plain_ms, "steps": data_steps,
+                               "workers": resolve("r18-none", dataset="standin", **data_cfg).workers,
+                               "data_root": data_root or "embedded stand-in",
+                               "how": "real DataLoader, consumer sleeps the plain student step's median"}
     if json_path:
         with atomic_open(json_path, "w") as f:
             json.dump(result, f, indent=1)
@@ -445,16 +468,20 @@ def run_benchmark(size: int = 513, batch: int = 6, device: str = "cpu", repeats:
     return result
 
 
-def agreement_on_data(dtype: torch.dtype, device: torch.device, data_cfg: dict[str, Any], n: int) -> dict[str, Any]:
-    """`teacher_agreement` of the (random-init) ResNet-101 teacher on the first `n` validation images."""
+def agreement_on_data(dtype: torch.dtype, device: torch.device, data_cfg: dict[str, Any], n: int,
+                      checkpoint: str | None = None) -> dict[str, Any]:
+    """`teacher_agreement` on the first `n` validation images, of the teacher in `checkpoint` (else random init)."""
     _, val_set = build_datasets(resolve("r18-none", dataset="standin", **data_cfg))
     images = torch.stack([val_set[i][0] for i in range(min(n, len(val_set)))]).to(device)
     torch.manual_seed(0)
-    teacher = deeplabv3plus("resnet101").to(device)
+    if checkpoint:
+        teacher = load_teacher(resolve("r18-pixel", dataset="standin", teacher=str(checkpoint)), device)
+    else:
+        teacher = deeplabv3plus("resnet101").to(device)
     fraction = teacher_agreement(teacher, images, dtype)
     return {"dtype": dtype_name(dtype), "fraction": fraction, "target": AGREEMENT_TARGET,
             "meets_target": fraction >= AGREEMENT_TARGET, "images": len(images),
-            "teacher": "random init: a trained teacher's agreement may differ"}
+            "teacher": str(checkpoint) if checkpoint else "random init: a trained teacher's agreement may differ"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -484,8 +511,9 @@ def format_table(result: dict[str, Any]) -> str:
                      "".join(f"{_num(r['parts_ms'].get(p), '.1f'):>9}" for p in parts) +
                      f"{_num(r['ratio_to_student'], '.2f'):>7}{_num(r['overhead'], '+.1%'):>9}"
                      f"{_num(r['paper_ms'], '.0f'):>7}{_num(r['paper_ratio'], '.2f'):>8}")
-    lines += ["times in ms (median of the step totals; spread = max - min); ratio = step / plain student step; "
-              "overhead = step / (plain student step + teacher forward) - 1"]
+    lines += ["times in ms (median of the step totals; spread = max - min; parts: medians); ratio = step / plain "
+              "student step; overhead = step / (plain student step + teacher forward) - 1;",
+              "paper: Tables 2-3 (ms per iteration, one GPU, batch 6, crop 513); p.ratio: the paper's ratio"]
     if result.get("inference"):
         inf = result["inference"]
         lines += ["", f"inference at {inf[0]['size']} x {inf[0]['size']} (eval, inference_mode, float32): latency at "
@@ -495,15 +523,16 @@ def format_table(result: dict[str, Any]) -> str:
                   f"{r['gflops']:>8.1f}" for r in inf]
     if result.get("teacher_agreement"):
         a = result["teacher_agreement"]
+        verdict = "met" if a["meets_target"] else "NOT met"
         lines += ["", f"{a['dtype']} teacher agrees with the fp32 teacher on {a['fraction']:.4%} of pixels "
-                      f"({a['images']} images; target >= {a['target']:.1%}: {'met' if a['meets_target'] else 'NOT met'};"
-                      f" {a['teacher']})"]
+                      f"({a['images']} images; target >= {a['target']:.1%}: {verdict}; {a['teacher']})"]
     if result.get("data_wait_fraction") is not None:
         d = result["data_wait"]
         lines += ["", f"data: the step waits on the loader {result['data_wait_fraction']:.1%} of the time "
-                      f"({d['workers']} workers, {d['steps']} steps of {d['step_ms']:.0f} ms simulated, {d['data_root']})"]
+                      f"({d['workers']} workers, {d['steps']} steps of {d['step_ms']:.0f} ms simulated, "
+                      f"{d['data_root']})"]
     return "\n".join(lines)
 
 
 __all__ = ["DEFAULT_METHODS", "TeacherSettings", "data_wait_fraction", "format_table", "run_benchmark",
-           "teacher_agreement"]
+           "teacher_agreement", "torch_threads"]

@@ -5,20 +5,26 @@
 Students distil from the teacher of seed `teacher_seed` (0): the paper trains one teacher, then freezes it. The
 teacher's other seeds are trained too when asked for (Table 2 reports the teacher's spread over seeds).
 An interrupted run continues from its last complete epoch; a finished one is never retrained unless `reuse=False`.
+A run whose loss diverges leaves `<run>/diverged.json` (the trainer's message) instead of a record: the campaign goes
+on with the other runs, and later calls skip it (reported by `diverged_runs`) unless `reuse=False`.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tqdm import tqdm
 
+from paperkd.atomic import atomic_open
 from paperkd.checkpoint import CHECKPOINT_NAME
 from paperkd.config import PRESETS, Config, resolve
 from paperkd.errors import PaperkdError
 from paperkd.records import find_record, load_records
+
+DIVERGED_NAME = "diverged.json"
 
 
 def plan(presets: list[str], seeds: list[int], *, teacher_seed: int = 0, **settings: Any) -> list[Config]:
@@ -49,17 +55,34 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
                 epochs: int | None = None, reuse: bool = True, teacher_seed: int = 0, progress: bool = True,
                 **overrides: Any) -> pd.DataFrame:
     """Train every (preset, seed) whose record is missing from `results`; return the records of those runs."""
-    from paperkd.train import train
+    from paperkd.train import TrainingDiverged, train
 
     settings = {"scale": scale, "dataset": dataset, "data_root": data_root, "out": results, "device": device,
                 "epochs": epochs, **overrides}
     configs = plan(presets, seeds, teacher_seed=teacher_seed, **settings)
-    todo = [c for c in configs if not (reuse and find_record(results, c.name))]
+    known_diverged = diverged_runs(results) if reuse else {}
+    todo = [c for c in configs if not (reuse and (find_record(results, c.name) or c.name in known_diverged))]
     for cfg in tqdm(todo, desc=f"runs ({scale})", disable=not progress or not todo):
         if cfg.teacher and not Path(cfg.teacher).is_file():
             raise PaperkdError(f"{cfg.name} distils from {cfg.teacher}, which is missing (its record exists but "
                                "its checkpoint was not kept); delete the teacher's record to retrain it")
-        train(cfg, resume=reuse, progress=progress)  # reuse: an interrupted run continues where it stopped
+        marker = Path(results) / cfg.name / DIVERGED_NAME
+        marker.unlink(missing_ok=True)
+        try:
+            train(cfg, resume=reuse, progress=progress)  # reuse: an interrupted run continues where it stopped
+        except TrainingDiverged as err:
+            if cfg.preset == "teacher":
+                raise  # nothing can distil from it
+            with atomic_open(marker, "w") as f:
+                json.dump({"run_name": cfg.name, "message": str(err), "config": cfg.to_dict()}, f, indent=1)
+            if progress:
+                tqdm.write(f"{cfg.name} diverged and is skipped: {err}")
     wanted = {c.name for c in configs}
     df = load_records(results)
     return df[df["run_name"].isin(wanted)].reset_index(drop=True) if len(df) else df
+
+
+def diverged_runs(results: str | Path) -> dict[str, str]:
+    """{run name: the trainer's message} of the runs under `results` that stopped on a NaN or infinite loss."""
+    return {path.parent.name: json.loads(path.read_text())["message"]
+            for path in sorted(Path(results).glob(f"*/{DIVERGED_NAME}"))}

@@ -25,7 +25,8 @@ HELP = {
     "teacher_train_mode": "run the frozen teacher in train mode (batch statistics), as the authors' code does",
     "pixel": "alpha, weight of the pixel-wise loss (eq. 9; paper 100)",
     "pixel_tap": "position of the pixel-wise loss: decoder = END, encoder = MIDDLE (Table 3)",
-    "pixel_variant": "paper = eq. 4-5 (signed channel sum, partial L2); authors = their code",
+    "pixel_variant": "paper = eq. 4-5 literally (signed channel sum, partial L2; diverges at alpha 100); "
+                     "paper-mean = the same with the channel mean as [37]'s code; authors = their code",
     "pair": "beta, weight of the pair-wise loss (eq. 9; paper 1)",
     "pair_tap": "position of the pair-wise loss: encoder = MIDDLE, decoder = END (Table 3)",
     "pair_nodes": "graph nodes of eq. 6-8: channels (as eq. 6 defines) or pixels (3x3 cells, [35] and authors' code)",
@@ -158,6 +159,20 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from paperkd.bench import format_table, run_benchmark
+
+    result = run_benchmark(size=args.size, batch=args.batch, device=args.device, repeats=args.repeats,
+                           warmup=args.warmup, methods=args.methods, teacher_dtype=args.teacher_dtype,
+                           channels_last=args.channels_last, compile_teacher=args.compile_teacher,
+                           inference_mode=args.inference_mode, json_path=args.json, progress=not args.quiet,
+                           inference_size=args.inference_size, data_steps=args.data_steps,
+                           data_root=args.data_root, teacher_step=not args.no_teacher_step, threads=args.threads,
+                           teacher_checkpoint=args.teacher)
+    print(format_table(result))
+    return 0
+
+
 def cmd_book(args: argparse.Namespace) -> int:
     from paperkd.book import build_book
 
@@ -247,6 +262,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_campaign)
+
+    p = sub.add_parser("bench", help="time a training step per method, side by side, and inference",
+                       description="Times, in one process and run (warm-up, repeats, median and spread): teacher "
+                                   "step, plain student step, teacher forward, and a student step per distillation "
+                                   "method, split into parts; ratio to the plain step and overhead over (plain step "
+                                   "+ teacher forward). Also inference latency, params and GFLOPs.")
+    p.add_argument("--size", type=int, default=513, help="input crop (paper: 513)")
+    p.add_argument("--batch", type=int, default=6, help="batch size (paper: 6)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--methods", nargs="+", default=None, metavar="PRESET",
+                   help="student presets to time (default: GAT, Heo, pixel, pair, both, both positions)")
+    p.add_argument("--teacher-dtype", default=None, choices=["fp32", "bf16", "fp16"],
+                   help="autocast dtype of the teacher forward (the student stays fp32)")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile-teacher", action="store_true", help="torch.compile the teacher forward")
+    p.add_argument("--inference-mode", action=argparse.BooleanOptionalAction, default=True,
+                   help="teacher forward under torch.inference_mode")
+    p.add_argument("--json", default=None, help="write the result here (the book's performance page reads it)")
+    p.add_argument("--inference-size", type=int, default=513, help="inference latency input size (0 = skip)")
+    p.add_argument("--data-steps", type=int, default=20, help="data-loader wait measurement steps (0 = skip)")
+    p.add_argument("--data-root", default=None, help="dataset for the data-loader measurement (default stand-in)")
+    p.add_argument("--no-teacher-step", action="store_true", help="skip the teacher training step")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--teacher", default=None, help="trained teacher checkpoint for the reduced-precision agreement")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("book", help="execute the notebooks with papermill and build the Jupyter Book")
     p.add_argument("--scale", default="smoke", choices=list(SCALES))

@@ -1,6 +1,9 @@
 import os
 from pathlib import Path
 
+# OpenMP threads busy-wait between ops by default; on a shared 2-core machine that made steps up to 10x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 import torch
 

@@ -17,6 +17,7 @@ from paperkd.bench import (
     format_table,
     run_benchmark,
     teacher_agreement,
+    torch_threads,
     training_step,
 )
 from paperkd.errors import ConfigError
@@ -27,12 +28,19 @@ METHODS = ["r18-pixel", "r18-heo"]
 REPEATS = 2
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a CPU shared with other jobs, two spinning OpenMP threads run up to 10x slower."""
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_standin):
     path = tmp_path_factory.mktemp("bench") / "bench.json"
     result = run_benchmark(size=65, batch=2, repeats=REPEATS, warmup=1, methods=METHODS, teacher_dtype="bf16",
                            json_path=str(path), progress=False, inference_size=65, data_steps=2,
-                           data_root=str(tiny_standin))
+                           data_root=str(tiny_standin), threads=1)
     return result, path
 
 
@@ -45,6 +53,7 @@ def test_json_schema(tiny_run):
         assert key in on_disk, key
     assert (on_disk["size"], on_disk["batch"], on_disk["repeats"]) == (65, 2, REPEATS)
     assert on_disk["settings"]["teacher_dtype"] == "bf16" and on_disk["settings"]["inference_mode"] is True
+    assert on_disk["settings"]["threads"] == 1
 
     presets = [(r["preset"], r["kind"]) for r in on_disk["rows"]]
     assert presets == [("teacher", "train_step"), ("r18-none", "student_step"), ("teacher", "teacher_forward"),
@@ -122,6 +131,22 @@ def test_teacher_settings_do_not_change_the_loss():
 def test_data_wait_fraction_is_a_fraction(tiny_standin):
     fraction = data_wait_fraction(5.0, steps=3, data_root=str(tiny_standin), crop=65, batch_size=2, workers=0)
     assert 0 < fraction < 1  # with no workers every batch is loaded while the step waits
+
+
+def test_torch_threads_is_restored():
+    before = torch.get_num_threads()
+    with torch_threads(3):
+        assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_without_teacher_step_nor_extras():
+    result = run_benchmark(size=65, batch=2, repeats=1, warmup=0, methods=["r18-pair"], progress=False,
+                           inference_size=None, data_steps=0, teacher_step=False)
+    assert [r["kind"] for r in result["rows"]] == ["student_step", "teacher_forward", "distill_step"]
+    assert result["inference"] is None and result["teacher_agreement"] is None and result["data_wait_fraction"] is None
 
 
 def test_bad_choices_name_the_allowed_values():

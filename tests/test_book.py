@@ -12,6 +12,8 @@ from paperkd import book
 from paperkd.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS_PAGES = ("table1", "table2", "table3", "figure2")  # the paper's tables and figure, rebuilt from run records
+BOOK_PARAMETERS = {"data_root", "dataset", "scale", "seeds", "epochs", "device", "results", "reuse"}
 EQUATION_LABELS = ("eq-gam", "eq-gat", "eq-gat-total", "eq-partial-l2", "eq-pixelwise", "eq-pool", "eq-similarity",
                    "eq-pairwise", "eq-total")  # eq. 1-9 in the paper's order
 
@@ -41,15 +43,16 @@ def test_config_avoids_the_known_build_pitfalls():
     assert not list((REPO / "notebooks").glob("*.ipynb")), "a .ipynb beside its .py source confuses jupyter-book"
 
 
-def test_method_notebook_has_the_parameter_convention():
+@pytest.mark.parametrize("name, extra", [("method", set())] + [(page, {"campaign"}) for page in RESULTS_PAGES])
+def test_notebooks_have_the_parameter_convention(name, extra):
     import jupytext
 
-    notebook = jupytext.read(REPO / "notebooks" / "method.py")
+    notebook = jupytext.read(REPO / "notebooks" / f"{name}.py")
     assert notebook.metadata["kernelspec"]["name"] == "python3"
     tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     names = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if "=" in line}
-    assert names == {"data_root", "dataset", "scale", "seeds", "epochs", "device", "results", "reuse"}
+    assert names == BOOK_PARAMETERS | extra
 
 
 def test_kernel_runs_this_interpreter():
@@ -201,3 +204,31 @@ def test_failing_notebook_keeps_the_last_good_page(tmp_path, monkeypatch):
     failed = json.loads((executed / "broken.failed.ipynb").read_text())
     assert any(o["output_type"] == "error" for c in failed["cells"] if c["cell_type"] == "code" for o in c["outputs"])
     assert not (executed / "broken.running.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_results_pages_show_tables_and_figures_from_the_records():
+    """A smoke build of the results notebooks (reusing the runs already under runs/book): each page has its table
+    (Figure 2: its image grid), names its data in the column headers, and the intro's links to them resolve."""
+    index = book.build_book(notebooks=list(RESULTS_PAGES), progress=False)
+    html = index.parent
+    for name in RESULTS_PAGES:
+        executed = json.loads((REPO / "book" / "executed" / f"{name}.ipynb").read_text())
+        outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+        assert not [o for o in outputs if o["output_type"] == "error"], name
+        assert executed["metadata"]["papermill"]["parameters"]["scale"] == "smoke"
+        page = (html / "book" / "executed" / f"{name}.html").read_text()
+        assert page.count("<img") >= 1, name
+        assert "ours (stand-in, smoke)" in page, name  # the data and scale are in the header, never "VOC" for ours
+        assert "synthetic stand-in (NOT Pascal VOC)" in page and "paperkd git commit" in page, name
+        if name != "figure2":
+            assert "<table" in page and "paper (VOC 2012 val" in page, name
+    table1 = (html / "book" / "executed" / "table1.html").read_text()
+    for value in ("74.78", "66.59", "69.21", "64.71", "59.3", "16.6", "5.8"):
+        assert value in table1, value
+    table2 = (html / "book" / "executed" / "table2.html").read_text()
+    assert "74.48" in table2 and "ratio to no distillation" in table2 and "time measured on" in table2
+    assert "3.04" in table2  # the paper's teacher: 760 / 250 ms
+    intro = (html / "book" / "intro.html").read_text()
+    for name in RESULTS_PAGES:
+        assert f'href="executed/{name}.html"' in intro, name

@@ -28,3 +28,31 @@ def test_ensure_runs_trains_only_what_is_missing(tmp_path, tiny_standin, monkeyp
     assert record.stat().st_mtime_ns != stamp
     assert calls == [("r18-none-s0", {"resume": True, "progress": False}),
                      ("r18-none-s0", {"resume": False, "progress": False})]
+
+
+def test_a_diverged_run_is_marked_skipped_and_reported(tmp_path, monkeypatch):
+    import paperkd.train
+    from paperkd import report
+    from paperkd.campaign import diverged_runs
+
+    calls = []
+
+    def fake_train(cfg, **kwargs):  # the pixel student diverges; the others finish (without records, for speed)
+        calls.append(cfg.name)
+        if cfg.preset == "r18-pixel":
+            raise paperkd.train.TrainingDiverged(f"{cfg.name}: loss term pixel became nan at iteration 5")
+        if cfg.preset == "teacher":  # students check that the teacher's checkpoint exists
+            (tmp_path / cfg.name).mkdir(exist_ok=True)
+            (tmp_path / cfg.name / "checkpoint.pt").write_bytes(b"")
+
+    monkeypatch.setattr(paperkd.train, "train", fake_train)
+    settings = dict(scale="smoke", dataset="standin", results=str(tmp_path), progress=False)
+    ensure_runs(["r18-pixel", "r18-none"], [0], **settings)  # the divergence does not stop the campaign
+    assert calls == ["teacher-s0", "r18-pixel-s0", "r18-none-s0"]
+    assert list(diverged_runs(tmp_path)) == ["r18-pixel-s0"] and "nan" in diverged_runs(tmp_path)["r18-pixel-s0"]
+
+    calls.clear()
+    _, diverged = report.ensure_rows(["r18-pixel"], [0], **settings)
+    assert "r18-pixel-s0" not in calls and list(diverged) == ["r18-pixel-s0"]  # reuse: skipped, still reported
+    ensure_runs(["r18-pixel"], [0], reuse=False, **settings)
+    assert "r18-pixel-s0" in calls  # no reuse: tried again

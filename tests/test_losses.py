@@ -114,8 +114,20 @@ def test_pixelwise_authors_hand_case_normalises_columns():
     assert rows != pytest.approx(expected, rel=1e-3)
 
 
+def test_pixelwise_paper_mean_is_the_channel_mean_reading():
+    # By hand: HAND-like 1x2x1x2 features. Channel means t = (0.5, -1.5), s = (1.0, -2.0).
+    # pixel 0: s=1 > t=0.5 -> (0.5-1)^2 = 0.25; pixel 1: s=-2 <= t=-1.5 <= 0 -> 0. Mean over 2 pixels = 0.125.
+    t = torch.tensor([[[[1.0, -1.0]], [[0.0, -2.0]]]])
+    s = torch.tensor([[[[2.0, -3.0]], [[0.0, -1.0]]]])
+    assert pixelwise_loss(t, s, variant="paper-mean").item() == pytest.approx(0.125)
+    g = torch.Generator().manual_seed(3)
+    t, s = torch.randn(2, 8, 5, 5, generator=g), torch.randn(2, 8, 5, 5, generator=g)
+    assert pixelwise_loss(t, s, variant="paper-mean").item() == pytest.approx(
+        pixelwise_loss(t, s, variant="paper").item() / 64, rel=1e-5)
+
+
 def test_pixelwise_unknown_variant_lists_allowed():
-    with pytest.raises(ConfigError, match="'paper', 'authors'"):
+    with pytest.raises(ConfigError, match="'paper', 'paper-mean', 'authors'"):
         pixelwise_loss(HAND_T, HAND_S, variant="text")
 
 
@@ -364,6 +376,7 @@ def heo_loss(t, s):
 LOSSES = {
     "pixelwise-paper": pixelwise_loss,
     "pixelwise-authors": lambda t, s: pixelwise_loss(t, s, variant="authors"),
+    "pixelwise-paper-mean": lambda t, s: pixelwise_loss(t, s, variant="paper-mean"),
     "pairwise-channels": pairwise_loss,
     "pairwise-pixels": lambda t, s: pairwise_loss(t, s, nodes="pixels"),
     "attention-code": attention_transfer_loss,

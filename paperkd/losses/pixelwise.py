@@ -44,15 +44,17 @@ def partial_l2(teacher: torch.Tensor, student: torch.Tensor, reduction: str = "m
                           f"and student {tuple(student.shape)}")
     t, s = teacher_input(teacher), student_input(student)
     with float32_math(t):
-        no_penalty = (s <= t) & (t <= 0)
-        squared = (t - s).pow(2).masked_fill(no_penalty, 0.0)
+        # Penalised where NOT (s <= t <= 0), i.e. where t > 0 or s > t. Multiplying by the mask is cheaper than
+        # masked_fill (no copy) and gives the same value and gradient (the benchmark showed ~2x for Heo's six taps).
+        diff = s - t
+        squared = diff * diff * ((t > 0) | (diff.detach() > 0))
         if reduction == "mean":
             return squared.mean()
         total = squared.sum()
         return total if reduction == "sum" else total / t.shape[0]
 
 
-PIXELWISE_VARIANTS = ("paper", "authors")
+PIXELWISE_VARIANTS = ("paper", "paper-mean", "authors")
 
 
 def pixelwise_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, variant: str = "paper") -> torch.Tensor:
@@ -61,6 +63,13 @@ def pixelwise_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, variant: str = "p
     variant="paper" (default): the text's formula. Both features are reduced to their signed channel sums
     (gam(., p=1), eq. 1), then compared by `partial_l2` with reduction "mean" (mean over the B*H*W map elements).
     It is used with alpha = 100 (eq. 9). Channel counts may differ (the sum removes them).
+
+    variant="paper-mean": the same formula with GAM computed as [37]'s code computes attention maps, the channel
+    MEAN instead of the sum (still signed, p = 1): exactly "paper" divided by C_t * C_s (C_t = C_s = 256 at both
+    positions), since the partial L2 is homogeneous of degree 2 and its zero region depends only on signs and order.
+    Why it exists: with alpha = 100 the literal sum over 256 channels makes the term ~1e4 x the cross-entropy and
+    training diverges within a few iterations at the paper's lr (measured, see the book); the mean is the nearest
+    reading of the text that trains, and the trainer's default.
 
     variant="authors": what the authors' public code does instead (paper.md): a = channel mean of A^2 (p = 2, sign
     lost), then F.normalize(a, dim=1) on the (B, H, W) map, which gives each COLUMN (fixed b, w, running over H) unit
@@ -76,10 +85,11 @@ def pixelwise_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, variant: str = "p
     require_same_batch(t_feat, s_feat)
     t, s = teacher_input(t_feat), student_input(s_feat)
     with float32_math(t):
-        if variant == "paper":
-            g_t = gam(t, 1)
-            g_s = resize_to(gam(s, 1), g_t.shape[-2:])
-            return partial_l2(g_t, g_s, reduction="mean")
+        if variant in ("paper", "paper-mean"):
+            g_t, g_s = gam(t, 1), gam(s, 1)
+            if variant == "paper-mean":
+                g_t, g_s = g_t / t.shape[1], g_s / s.shape[1]
+            return partial_l2(g_t, resize_to(g_s, g_t.shape[-2:]), reduction="mean")
         a_t = attention_map(t)
         a_s = resize_to(attention_map(s), a_t.shape[-2:])
         a_t = F.normalize(a_t, dim=1)

@@ -1,0 +1,138 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Table 1: pixel-wise and pair-wise distillation, ResNet-18 and MobileNet-V2 students
+#
+# The paper's Table 1: mIoU on Pascal VOC 2012 val (mean of 3 runs) of the DeepLabV3+ ResNet-101 teacher and of the
+# ResNet-18 and MobileNet-V2 students trained without distillation, with the pixel-wise loss (eq. 5, $\alpha = 100$),
+# the pair-wise loss (eq. 8, $\beta = 1$) or both (eq. 9), next to the same rows trained by `paperkd`.
+#
+# Every number in the "ours" columns is read from the run records on disk; the page trains the runs that are
+# missing first. The data and scale of each column are named in its header and described in full above the table:
+# numbers from a stand-in data set are **not** VOC numbers, and at small scale the gap to the paper says nothing
+# about the method, only the comparison between rows of one column does (and only as far as the spread over seeds
+# allows).
+
+# %% tags=["parameters"]
+data_root = None  # None: the embedded default stand-in
+dataset = "standin"  # "standin" or "voc"
+scale = "smoke"  # smoke | cpu | paper
+seeds = [0]
+epochs = None  # None: the scale's
+device = "cpu"
+results = "runs/book"  # the runs this page trains (if missing) and reads
+reuse = True
+campaign = "results/cpu-standin-voclabels"  # committed records of a CPU-scale campaign, shown as their own columns
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from paperkd import report
+from paperkd.config import TABLE_ROWS
+from paperkd.paper_results import paper_table
+from paperkd.records import load_records
+
+ROWS = TABLE_ROWS["table1"]
+paper = paper_table("table1")
+ours, diverged = report.ensure_rows(ROWS, seeds, scale=scale, dataset=dataset, data_root=data_root,
+                                    results=results, device=device, epochs=epochs, reuse=reuse, progress=False)
+campaign_runs = load_records(campaign) if Path(campaign).is_dir() else pd.DataFrame()
+if len(campaign_runs):
+    campaign_runs = campaign_runs[campaign_runs["preset"].isin(ROWS)].reset_index(drop=True)
+asked_for = f"{'VOC' if dataset == 'voc' else 'stand-in'}, {scale}"  # names the column if no run finished
+sources = {f"ours ({report.data_label(ours, default=asked_for)})": (ours, results, diverged)}
+if len(campaign_runs):
+    sources[f"campaign ({report.data_label(campaign_runs)})"] = (campaign_runs, campaign, {})
+summaries = {label: report.summarise(runs, ROWS, diverged=failed)
+             for label, (runs, _, failed) in sources.items()}
+print(f"{len(ours)} runs from {results} ({len(diverged)} diverged); {len(campaign_runs)} campaign runs from "
+      f"{campaign}")
+
+# %% [markdown]
+# ## Where the numbers come from
+
+# %%
+for label, (runs, folder, failed) in sources.items():
+    display(Markdown(report.sources_markdown(label, runs, folder, failed)))
+if not len(campaign_runs):
+    display(Markdown(f"**No campaign records** in `{campaign}` (the folder is missing or holds no records of these "
+                     "rows), so the table has no campaign columns. `paperkd campaign --results "
+                     f"{campaign} ...` writes them."))
+
+# %% [markdown]
+# ## The table
+#
+# mIoU in % (final epoch; mean ± sample std over the seeds, n = number of seeds). Gap = ours minus the paper's, in
+# percentage points. Parameter counts are those of the trained models, read from the records; they must equal the
+# paper's.
+
+# %%
+CHECK = {True: "yes", False: ""}
+columns = {
+    ("paper (VOC 2012 val)", "model"): paper["label"],
+    ("paper (VOC 2012 val)", "pixel-wise"): paper["pixel"].map(CHECK),
+    ("paper (VOC 2012 val)", "pair-wise"): paper["pair"].map(CHECK),
+    ("paper (VOC 2012 val)", "mIoU"): paper["miou"].map("{:.2f}".format),
+    ("paper (VOC 2012 val)", "params (M)"): paper["params"].map("{:.1f}".format),
+}
+for label, summary in summaries.items():
+    compared = report.compare_with_paper(summary, paper, label=label)
+    columns[(label, "mIoU mean ± std (n)")] = compared[f"{label} (mean ± std)"]
+    columns[(label, "gap")] = compared["gap"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
+    columns[(label, "params (M)")] = summary.reindex(paper.index)["params_m"].map(
+        lambda v: "" if pd.isna(v) else f"{v:.1f}")
+table = pd.DataFrame(columns, index=paper.index)
+caption = "Table 1. mIoU (%) and parameters. " + "; ".join(
+    f"{label}: {summary['n'].sum()} runs, seeds {sorted({s for ss in summary['seeds'] for s in ss})}"
+    for label, summary in summaries.items())
+display(table.style.set_caption(caption))
+
+# %% [markdown]
+# The parameter counts of our models match the paper's to the printed precision (checked here, on every run):
+
+# %%
+for label, summary in summaries.items():
+    trained = summary[summary["n"] > 0]
+    mismatch = trained[trained["params_m"].round(1) != paper.loc[trained.index, "params"]]
+    assert mismatch.empty, f"{label}: parameter counts differ from the paper's: {mismatch['params_m'].to_dict()}"
+    print(f"{label}: {len(trained)} rows, params (M) {sorted(set(trained['params_m'].round(1)))}: as in the paper")
+
+# %% [markdown]
+# ## mIoU per row
+#
+# One panel per source, each on its own axis (the paper's VOC numbers and a small stand-in run are not on one
+# scale). Error bars: sample std over seeds (none with a single seed).
+
+# %%
+labels = {p: f"{paper.loc[p, 'label'].replace('Student ', '').replace('Teacher DeepLabV3+ ', 'teacher ')}"
+             f"{' +pixel' if paper.loc[p, 'pixel'] else ''}{' +pair' if paper.loc[p, 'pair'] else ''}" for p in ROWS}
+report.plot_miou_bars(summaries, ROWS, labels=labels, paper=paper["miou"], title="Table 1: mIoU (%)")
+plt.show()
+
+# %% [markdown]
+# ## Training curves
+#
+# Training loss (cross-entropy plus the weighted distillation terms, mean per iteration of each epoch) and validation
+# mIoU after each epoch, mean over seeds (the band spans the seeds).
+
+# %%
+for label, (runs, _, _) in sources.items():
+    report.plot_training_curves(runs, ROWS, labels=labels, title=label)
+    plt.show()

@@ -1,0 +1,340 @@
+"""From run records to the book's tables and plots: small functions of the DataFrame that `load_records` returns.
+
+Conventions, stated once:
+- mIoU is reported in % like the paper; `summarise` takes the FINAL mIoU of each run (after the last epoch) by
+  default, never the best epoch on the validation set (picking the best epoch on the set it is scored on flatters).
+- The spread over seeds is the sample standard deviation (ddof = 1); with a single seed it is NaN (not 0).
+- A gap is ours minus the paper's, in percentage points.
+- Times are the mean training iteration in ms as the trainer measured it, averaged over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+import numpy as np
+import pandas as pd
+
+from paperkd.campaign import diverged_runs, ensure_runs
+from paperkd.checkpoint import CHECKPOINT_NAME  # beside record.json in every run folder
+from paperkd.data.standin import standin_info
+from paperkd.train import TIMED_PARTS as TIME_PARTS  # the parts of an iteration the trainer times, in order
+
+TIME_PART_LABELS = {"data": "data", "teacher_forward": "teacher forward", "student_forward": "student forward",
+                    "losses": "losses", "backward_step": "backward + step"}
+NOT_RUN = "not run"
+DIVERGED = "diverged"
+
+
+# -- runs -------------------------------------------------------------------------------------------------------------
+
+def ensure_rows(presets: Iterable[str], seeds: Iterable[int], *, reuse: bool = True,
+                **settings: Any) -> tuple[pd.DataFrame, dict[str, str]]:
+    """`paperkd.campaign.ensure_runs` for a table's rows, plus {run name: message} of its runs that diverged, so that a
+    page shows a diverged row as such instead of failing whole."""
+    presets, seeds = list(presets), list(seeds)
+    runs = ensure_runs(presets, seeds, reuse=reuse, **settings)
+    wanted = {f"{p}-s{seed}" for p in presets for seed in seeds}
+    diverged = {name: msg for name, msg in diverged_runs(settings["results"]).items() if name in wanted}
+    if len(runs):
+        runs = runs[runs["preset"].isin(presets) & runs["seed"].isin(seeds)].reset_index(drop=True)
+    return runs, diverged
+
+
+# -- tables -----------------------------------------------------------------------------------------------------------
+
+def summarise(df: pd.DataFrame, presets: Iterable[str], metric: str = "miou",
+              diverged: Iterable[str] = ()) -> pd.DataFrame:
+    """One row per preset (in the given order), aggregated over its seeds.
+
+    Columns: n (finished runs), diverged (how many of `diverged`, run names "<preset>-s<seed>" as `ensure_rows`
+    returns them, are this preset's), seeds, miou_mean and miou_std (of `metric`: "miou" = final, or "best_miou";
+    in %), params_m (trainable parameters in millions), time_ms (mean training iteration) and one time_<part>_ms per
+    timed part present, device (every device the runs used, joined). A preset without records gets n = 0 and NaNs.
+    """
+    presets = list(presets)
+    parts = _time_columns(df)
+    failed = [name.rsplit("-s", 1)[0] for name in diverged]
+    rows = []
+    for preset in presets:
+        runs = df[df["preset"] == preset] if len(df) else df
+        values = 100 * runs[metric].astype(float) if len(runs) else pd.Series(dtype=float)
+        row: dict[str, Any] = {
+            "preset": preset,
+            "n": len(runs),
+            "diverged": failed.count(preset),
+            "seeds": sorted(int(s) for s in runs["seed"]) if len(runs) else [],
+            "miou_mean": values.mean() if len(values) else math.nan,
+            "miou_std": values.std(ddof=1) if len(values) > 1 else math.nan,
+            "params_m": runs["params"].mean() / 1e6 if len(runs) else math.nan,
+            "time_ms": runs["time_ms"].mean() if len(runs) else math.nan,
+        }
+        for column in parts:
+            row[column] = runs[column].mean() if len(runs) else math.nan
+        row["device"] = "; ".join(sorted(set(runs["device"].astype(str)))) if len(runs) else ""
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("preset")
+
+
+def _time_columns(df: pd.DataFrame) -> list[str]:
+    """The time_<part>_ms columns of `df`, known parts in iteration order first."""
+    known = [f"time_{p}_ms" for p in TIME_PARTS if f"time_{p}_ms" in df.columns]
+    extra = sorted(c for c in df.columns if c.startswith("time_") and c.endswith("_ms") and c != "time_ms"
+                   and c not in known)
+    return known + extra
+
+
+def mean_std_text(mean: float, std: float, n: int, digits: int = 2, diverged: int = 0) -> str:
+    """'66.59 ± 0.29 (n=3)'; one run has no spread: '66.59 (n=1)'; no run: 'not run'; runs that diverged are
+    counted: '66.59 (n=1, 2 diverged)', or 'diverged (n=2)' when none finished."""
+    if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return f"{DIVERGED} (n={diverged})" if diverged else NOT_RUN
+    spread = "" if n < 2 or std is None or math.isnan(std) else f" ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}{spread} (n={n}{f', {diverged} diverged' if diverged else ''})"
+
+
+def compare_with_paper(summary: pd.DataFrame, paper: pd.DataFrame, label: str = "ours",
+                       column: str = "miou") -> pd.DataFrame:
+    """The paper's `column` next to ours, one row per row of `paper` (indexed by preset, e.g. `paper_table(...)`).
+
+    Columns: "paper" (the printed value), f"{label} (mean ± std)" (text, see `mean_std_text`) and "gap" (our mean
+    minus the paper's, in percentage points; NaN where we have no run).
+    """
+    ours = summary.reindex(paper.index)
+    n = ours["n"].fillna(0).astype(int)
+    diverged = ours["diverged"].fillna(0).astype(int) if "diverged" in ours else [0] * len(ours)
+    texts = [mean_std_text(m, s, k, diverged=d) for m, s, k, d in zip(ours["miou_mean"], ours["miou_std"], n, diverged)]
+    return pd.DataFrame({
+        "paper": paper[column].astype(float),
+        f"{label} (mean ± std)": texts,
+        "gap": ours["miou_mean"] - paper[column].astype(float),
+    }, index=paper.index)
+
+
+def time_breakdown(summary: pd.DataFrame) -> pd.DataFrame:
+    """The timed parts of an iteration (ms) of a `summarise` table, named for readers, and their total (time_ms)."""
+    parts = _time_columns(summary)
+    breakdown = summary[parts].rename(columns=lambda c: TIME_PART_LABELS.get(c[len("time_"):-len("_ms")], c))
+    breakdown["total"] = summary["time_ms"]
+    return breakdown
+
+
+def time_ratio(times: pd.Series, reference: str = "r18-none") -> pd.Series:
+    """Each time divided by the time of `reference` (the student without distillation); NaN without a reference."""
+    base = times.get(reference, math.nan)
+    return times / base if base and not math.isnan(base) else times * math.nan
+
+
+# -- where the numbers come from --------------------------------------------------------------------------------------
+
+def data_label(df: pd.DataFrame, default: str = "no runs") -> str:
+    """A short name of the data and scale of the runs, for column headers: 'stand-in, smoke', 'VOC, paper', ...
+
+    A stand-in is never called VOC; one rendered from the real VOC label maps says so ('stand-in from VOC labels').
+    `default` names a set without records.
+    """
+    if not len(df):
+        return default
+    kinds = []
+    for record in df["record"]:
+        kind = "VOC" if record["config"]["dataset"] == "voc" else "stand-in"
+        if kind == "stand-in" and (_standin_meta(record) or {}).get("labels_from"):
+            kind = "stand-in from VOC labels"
+        kinds.append(kind)
+    scales = df["scale"].astype(str)
+    return f"{' + '.join(dict.fromkeys(kinds))}, {' + '.join(dict.fromkeys(scales))}"
+
+
+def _standin_meta(record: Mapping[str, Any]) -> dict | None:
+    """How a stand-in was made: from the record if it says, else from STANDIN.json at its data root (if present)."""
+    data = record.get("data", {})
+    if isinstance(data.get("standin_info"), dict):
+        return data["standin_info"]
+    root = record["config"].get("data_root")
+    if root and Path(root).is_dir():
+        return standin_info(root)
+    return None
+
+
+def describe_data(df: pd.DataFrame) -> str:
+    """Markdown: which data, scale, schedule, device and code produced these records (every value from the records)."""
+    if not len(df):
+        return "No run records."
+    records = list(df["record"])
+    lines = []
+    for (dataset, root), group in _group(records, lambda r: (r["config"]["dataset"],
+                                                           r.get("data", {}).get("root") or r["config"]["data_root"])):
+        kind = "Pascal VOC 2012" if dataset == "voc" else "synthetic stand-in (NOT Pascal VOC)"
+        meta = _standin_meta(group[0]) if dataset != "voc" else None
+        if meta is not None:
+            source = (f"images rendered from the real VOC 2012 label maps in `{meta['labels_from']}`"
+                      if meta.get("labels_from") else "images rendered from procedurally drawn label maps")
+            kind += f", {source}, short side {meta.get('size') or 'as VOC'}"
+        counts = sorted({(r.get("data", {}).get("train_images"), r.get("data", {}).get("val_images")) for r in group})
+        counts_text = ", ".join(f"{t} train / {v} val images" for t, v in counts)
+        runs = f"{len(group)} run{'s' if len(group) > 1 else ''}"
+        lines.append(f"- data: {kind}; root `{root}`; {counts_text} ({runs})")
+    for key, name in (("scale", "scale"), ("epochs", "epochs"), ("crop", "train crop"), ("val_size", "val size"),
+                      ("batch_size", "batch size")):
+        values = sorted({str(r["config"][key]) for r in records})
+        lines.append(f"- {name}: {', '.join(values)}")
+    lines.append(f"- seeds: {', '.join(str(s) for s in sorted({int(r['seed']) for r in records}))}")
+    lines.append(f"- device: {'; '.join(sorted({str(r['environment']['device']) for r in records}))}")
+    commits = sorted({str(r["environment"].get("git_commit")) for r in records})
+    lines.append(f"- paperkd git commit: {', '.join(f'`{c}`' for c in commits)}")
+    return "\n".join(lines)
+
+
+def sources_markdown(label: str, runs: pd.DataFrame, folder: str | Path,
+                     diverged: Mapping[str, str] | None = None) -> str:
+    """Markdown for a page: the column label, the records folder, `describe_data` and every run that diverged."""
+    text = f"**{label}**, run records in `{folder}`:\n\n{describe_data(runs)}"
+    if diverged:
+        text += "\n\nRuns that **diverged** (no record; shown as 'diverged' in the tables):\n\n" + "\n".join(
+            f"- `{name}`: {message.removeprefix(f'{name}: ')}" for name, message in diverged.items())
+    return text
+
+
+def _group(records: list[dict], key) -> list[tuple[Any, list[dict]]]:
+    groups: dict[Any, list[dict]] = {}
+    for record in records:
+        groups.setdefault(key(record), []).append(record)
+    return list(groups.items())
+
+
+def checkpoint_path(row: Mapping[str, Any]) -> Path | None:
+    """The checkpoint of a record row (beside its record.json, else where the record says), or None if missing."""
+    beside = Path(row["path"]).parent / CHECKPOINT_NAME
+    if beside.is_file():
+        return beside
+    recorded = row["record"].get("checkpoint")
+    return Path(recorded) if recorded and Path(recorded).is_file() else None
+
+
+def epoch_history(df: pd.DataFrame) -> pd.DataFrame:
+    """Long table of the per-epoch log of every run: preset, seed, epoch, loss (total), each loss term, miou (%)."""
+    rows = []
+    for preset, seed, record in zip(df["preset"], df["seed"], df["record"]):
+        for entry in record["epochs"]:
+            row = {"preset": preset, "seed": int(seed), "epoch": entry["epoch"], **entry["loss"]}
+            row["miou"] = 100 * entry["miou"] if entry.get("miou") is not None else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["preset", "seed", "epoch", "loss", "miou"])
+
+
+# -- plots ------------------------------------------------------------------------------------------------------------
+
+def plot_training_curves(df: pd.DataFrame, presets: Iterable[str], labels: Mapping[str, str] | None = None,
+                         title: str = "") -> plt.Figure:
+    """Training loss and validation mIoU per epoch, one line per preset (mean over seeds; shaded: min to max)."""
+    history = epoch_history(df)
+    labels = labels or {}
+    fig, (ax_loss, ax_miou) = plt.subplots(1, 2, figsize=(11, 4))
+    for preset in presets:
+        runs = history[history["preset"] == preset]
+        if not len(runs):
+            continue
+        for ax, column in ((ax_loss, "loss"), (ax_miou, "miou")):
+            stats = runs.groupby("epoch")[column].agg(["mean", "min", "max"]).dropna()
+            if not len(stats):
+                continue
+            (line,) = ax.plot(stats.index, stats["mean"], marker="o", label=labels.get(preset, preset))
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.15)
+    ax_loss.set(xlabel="epoch", ylabel="training loss (total, per iteration)", yscale="log")
+    for ax in (ax_loss, ax_miou):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_miou.set(xlabel="epoch", ylabel="validation mIoU (%)")
+    ax_miou.legend(fontsize=8, loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_miou_bars(summaries: Mapping[str, pd.DataFrame], presets: Iterable[str],
+                   labels: Mapping[str, str] | None = None, paper: pd.Series | None = None,
+                   title: str = "") -> plt.Figure:
+    """mIoU (%) per preset with the std over seeds as error bars, one panel per source (the paper, our runs, ...).
+
+    Each source gets its own panel and y axis: a small-scale stand-in and the paper's VOC numbers are not on one
+    scale and must not be read as one.
+    """
+    presets = list(presets)
+    labels = labels or {}
+    panels = ([("paper (VOC 2012)", paper.reindex(presets).astype(float), None, None)] if paper is not None else [])
+    for name, summary in summaries.items():
+        summary = summary.reindex(presets)
+        failed = summary["diverged"].fillna(0) if "diverged" in summary else pd.Series(0, index=summary.index)
+        panels.append((name, summary["miou_mean"], summary["miou_std"], failed))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.35 * len(presets) + 1.8), sharey=True,
+                             squeeze=False)
+    positions = np.arange(len(presets))
+    for ax, (name, means, stds, failed) in zip(axes[0], panels):
+        errors = None if stds is None else stds.to_numpy(dtype=float)  # NaN (a single seed): no error bar
+        ax.barh(positions, means.fillna(0).to_numpy(), xerr=errors, capsize=3,
+                color="tab:gray" if stds is None else "tab:blue")
+        for y, value, lost in zip(positions, means, failed if failed is not None else [0] * len(presets)):
+            text = (DIVERGED if lost else NOT_RUN) if math.isnan(value) else f"{value:.1f}"
+            ax.annotate(text, (0 if math.isnan(value) else value, y), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=8)
+        ax.set(title=name, xlabel="mIoU (%)")
+        ax.margins(x=0.25)
+    axes[0, 0].set_yticks(positions, [labels.get(p, p) for p in presets])
+    axes[0, 0].invert_yaxis()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_time_breakdown(summary: pd.DataFrame, presets: Iterable[str], labels: Mapping[str, str] | None = None,
+                        title: str = "") -> plt.Figure:
+    """Stacked bars of the mean training iteration (ms) split into its timed parts, one bar per preset."""
+    presets = [p for p in presets if p in summary.index and summary.loc[p, "n"] > 0]
+    labels = labels or {}
+    columns = [c for c in _time_columns(summary) if summary.loc[presets, c].notna().any()] if presets else []
+    fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(presets), 1) + 1.6))
+    left = np.zeros(len(presets))
+    for column in columns:
+        values = summary.loc[presets, column].fillna(0).to_numpy(dtype=float)
+        part = column[len("time_"):-len("_ms")]
+        ax.barh(np.arange(len(presets)), values, left=left, label=TIME_PART_LABELS.get(part, part))
+        left += values
+    ax.set_yticks(np.arange(len(presets)), [labels.get(p, p) for p in presets])
+    ax.invert_yaxis()
+    ax.set(xlabel="training time per iteration (ms)", title=title)
+    if columns:
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_prediction_grid(rows: list[Mapping[str, np.ndarray]], title: str = "") -> plt.Figure:
+    """A grid of images: one row per example, one column per key of the rows' dicts (e.g. image, ground truth, ...).
+
+    Values are (H, W, 3) uint8 images (label maps already coloured, e.g. with `paperkd.data.palette.colorize`).
+    """
+    columns = list(rows[0])
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.2 * len(columns), 2.2 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        for c, name in enumerate(columns):
+            ax = axes[r, c]
+            ax.imshow(row[name], interpolation="nearest")  # label maps: no blending of colours
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["DIVERGED", "NOT_RUN", "TIME_PARTS", "TIME_PART_LABELS", "checkpoint_path", "compare_with_paper",
+           "data_label", "describe_data", "ensure_rows", "epoch_history", "mean_std_text", "plot_miou_bars",
+           "plot_prediction_grid", "plot_time_breakdown", "plot_training_curves", "sources_markdown", "summarise",
+           "time_breakdown", "time_ratio"]

@@ -1,0 +1,243 @@
+"""From records to tables: summaries, comparisons with the paper, provenance text and plots, on small hand-made run
+records (written with the real record writer and read back with `load_records`), every expected number by hand."""
+
+import json
+import math
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from paperkd import report  # noqa: E402
+from paperkd.config import TABLE_ROWS  # noqa: E402
+from paperkd.errors import ConfigError  # noqa: E402
+from paperkd.paper_results import TABLE1, TABLE2, TABLE3, paper_table  # noqa: E402
+from paperkd.records import load_records, write_record  # noqa: E402
+
+PARAMS = {"teacher": 59_344_309, "r18": 16_608_181, "mnv2": 5_816_053}
+
+
+def make_record(folder, preset, seed, miou, *, time_parts=None, params=None, epochs=((2.0, 0.1), (1.0, None)),
+                dataset="standin", scale="smoke", data_root=None, device="cpu: x86_64, 2 threads", commit="abc123",
+                train_images=16, val_images=8, checkpoint=False):
+    """Write one run record as the trainer would; `epochs` are (loss, mIoU or None) pairs."""
+    time_parts = time_parts or {"data": 1.0, "student_forward": 10.0, "losses": 1.0, "backward_step": 20.0}
+    name = f"{preset}-s{seed}"
+    record = {
+        "schema": 1, "run_name": name, "preset": preset, "seed": seed,
+        "config": {"backbone": "resnet18", "dataset": dataset, "scale": scale, "data_root": data_root, "epochs": 2,
+                   "crop": 65, "val_size": 65, "batch_size": 4},
+        "environment": {"device": device, "git_commit": commit},
+        "data": {"root": data_root or "embedded procedural stand-in", "train_images": train_images,
+                 "val_images": val_images, "standin": dataset == "standin"},
+        "epochs": [{"epoch": i + 1, "loss": {"loss": loss, "seg": loss}, **({"miou": m} if m is not None else {})}
+                   for i, (loss, m) in enumerate(epochs)],
+        "final": {"miou": miou}, "best_miou": miou, "timing_ms": {**time_parts, "total": sum(time_parts.values())},
+        "params": {"total": params or PARAMS[preset.split("-")[0]]}, "wall_s": 1.0,
+        "checkpoint": str(folder / name / "checkpoint.pt"),
+    }
+    write_record(folder / name / "record.json", record)
+    if checkpoint:
+        (folder / name / "checkpoint.pt").write_bytes(b"not a real checkpoint")
+    return record
+
+
+@pytest.fixture
+def runs(tmp_path):
+    make_record(tmp_path, "r18-none", 0, 0.60)
+    make_record(tmp_path, "r18-none", 1, 0.64, time_parts={"data": 3.0, "student_forward": 10.0, "losses": 1.0,
+                                                            "backward_step": 30.0})
+    make_record(tmp_path, "r18-both", 0, 0.70, checkpoint=True,
+                time_parts={"data": 1.0, "teacher_forward": 30.0, "student_forward": 10.0, "losses": 5.0,
+                            "backward_step": 20.0})
+    return load_records(tmp_path)
+
+
+# -- summaries and comparisons ----------------------------------------------------------------------------------------
+
+def test_summarise_means_std_params_and_times_per_preset(runs):
+    summary = report.summarise(runs, ["r18-none", "r18-both", "mnv2-none"])
+    assert list(summary.index) == ["r18-none", "r18-both", "mnv2-none"]  # the given order, not the records'
+    none = summary.loc["r18-none"]
+    assert none["n"] == 2 and none["seeds"] == [0, 1]
+    assert none["miou_mean"] == pytest.approx(62.0)
+    assert none["miou_std"] == pytest.approx(math.sqrt(8.0))  # sample std of 60, 64: sqrt((4 + 4) / 1)
+    assert none["params_m"] == pytest.approx(16.608181)
+    assert none["time_ms"] == pytest.approx((32.0 + 44.0) / 2)
+    assert none["time_data_ms"] == pytest.approx(2.0) and none["time_backward_step_ms"] == pytest.approx(25.0)
+    assert math.isnan(none["time_teacher_forward_ms"])  # no teacher without distillation
+    assert none["device"] == "cpu: x86_64, 2 threads"
+    both = summary.loc["r18-both"]
+    assert both["n"] == 1 and both["miou_mean"] == pytest.approx(70.0) and math.isnan(both["miou_std"])
+    assert both["time_teacher_forward_ms"] == pytest.approx(30.0)
+    absent = summary.loc["mnv2-none"]
+    assert absent["n"] == 0 and absent["seeds"] == [] and math.isnan(absent["miou_mean"])
+
+
+def test_summarise_best_miou_when_asked(tmp_path):
+    record = make_record(tmp_path, "r18-none", 0, 0.50)
+    record["best_miou"] = 0.55
+    write_record(tmp_path / "r18-none-s0" / "record.json", record)
+    df = load_records(tmp_path)
+    assert report.summarise(df, ["r18-none"]).loc["r18-none", "miou_mean"] == pytest.approx(50.0)
+    assert report.summarise(df, ["r18-none"], metric="best_miou").loc["r18-none", "miou_mean"] == pytest.approx(55.0)
+
+
+def test_summarise_of_no_records_has_every_row_empty(tmp_path):
+    summary = report.summarise(load_records(tmp_path), ["teacher", "r18-none"])
+    assert list(summary["n"]) == [0, 0] and summary["miou_mean"].isna().all()
+
+
+@pytest.mark.parametrize("mean, std, n, diverged, text", [
+    (66.594, 0.2912, 3, 0, "66.59 ± 0.29 (n=3)"),
+    (5.0, math.nan, 1, 0, "5.00 (n=1)"),
+    (math.nan, math.nan, 0, 0, "not run"),
+    (5.0, math.nan, 1, 2, "5.00 (n=1, 2 diverged)"),
+    (math.nan, math.nan, 0, 3, "diverged (n=3)"),
+])
+def test_mean_std_text(mean, std, n, diverged, text):
+    assert report.mean_std_text(mean, std, n, diverged=diverged) == text
+
+
+def test_diverged_runs_are_counted_and_shown(runs):
+    summary = report.summarise(runs, ["r18-none", "r18-pixel"], diverged=["r18-pixel-s0", "r18-pixel-s1",
+                                                                            "r18-none-s2"])
+    assert summary["diverged"].tolist() == [1, 2]
+    compared = report.compare_with_paper(summary, paper_table("table1").loc[["r18-none", "r18-pixel"]])
+    assert compared["ours (mean ± std)"].tolist() == ["62.00 ± 2.83 (n=2, 1 diverged)", "diverged (n=2)"]
+    fig = report.plot_miou_bars({"ours": summary}, ["r18-none", "r18-pixel"])
+    assert [t.get_text() for t in fig.axes[0].texts] == ["62.0", "diverged"]
+    plt.close(fig)
+    text = report.sources_markdown("ours (stand-in, smoke)", runs, "runs/x",
+                                   {"r18-pixel-s0": "r18-pixel-s0: loss term pixel became nan at iteration 5"})
+    assert "**ours (stand-in, smoke)**, run records in `runs/x`" in text
+    assert "- `r18-pixel-s0`: loss term pixel became nan at iteration 5" in text
+
+
+def test_compare_with_paper_gives_gap_in_points(runs):
+    summary = report.summarise(runs, TABLE_ROWS["table1"])
+    compared = report.compare_with_paper(summary, paper_table("table1"), label="ours (stand-in, smoke)")
+    assert list(compared.columns) == ["paper", "ours (stand-in, smoke) (mean ± std)", "gap"]
+    assert list(compared.index) == TABLE_ROWS["table1"]
+    assert compared.loc["r18-none", "paper"] == 66.59
+    assert compared.loc["r18-none", "gap"] == pytest.approx(62.0 - 66.59)
+    assert compared.loc["r18-none", "ours (stand-in, smoke) (mean ± std)"] == "62.00 ± 2.83 (n=2)"
+    assert compared.loc["r18-both", "gap"] == pytest.approx(70.0 - 69.21)
+    assert compared.loc["teacher", "ours (stand-in, smoke) (mean ± std)"] == "not run"
+    assert math.isnan(compared.loc["teacher", "gap"])
+
+
+def test_time_ratio_to_the_student_without_distillation():
+    ratios = report.time_ratio(paper_table("table2")["time_ms"], "r18-none")
+    assert ratios["r18-none"] == 1.0
+    assert ratios["teacher"] == pytest.approx(760 / 250) and ratios["r18-both"] == pytest.approx(740 / 250)
+    assert report.time_ratio(paper_table("table2")["time_ms"].drop("r18-none"), "r18-none").isna().all()
+
+
+def test_time_breakdown_names_the_parts_and_keeps_the_total(runs):
+    breakdown = report.time_breakdown(report.summarise(runs, ["r18-none", "r18-both"]))
+    assert list(breakdown.columns) == ["data", "teacher forward", "student forward", "losses", "backward + step",
+                                       "total"]
+    assert breakdown.loc["r18-both"].tolist() == pytest.approx([1.0, 30.0, 10.0, 5.0, 20.0, 66.0])
+
+
+# -- where the numbers come from --------------------------------------------------------------------------------------
+
+def test_data_label_never_calls_a_standin_voc(tmp_path):
+    make_record(tmp_path / "a", "r18-none", 0, 0.5)
+    assert report.data_label(load_records(tmp_path / "a")) == "stand-in, smoke"
+    make_record(tmp_path / "b", "r18-none", 0, 0.5, dataset="voc", scale="paper", data_root=str(tmp_path))
+    assert report.data_label(load_records(tmp_path / "b")) == "VOC, paper"
+
+    standin = tmp_path / "standin"
+    (standin / "VOCdevkit" / "VOC2012").mkdir(parents=True)
+    (standin / "STANDIN.json").write_text(json.dumps({"labels_from": "/data/voc2012-labels", "size": 80}))
+    make_record(tmp_path / "c", "r18-none", 0, 0.5, scale="cpu", data_root=str(standin / "VOCdevkit" / "VOC2012"))
+    df = load_records(tmp_path / "c")
+    assert report.data_label(df) == "stand-in from VOC labels, cpu"
+    text = report.describe_data(df)
+    assert "NOT Pascal VOC" in text and "real VOC 2012 label maps in `/data/voc2012-labels`" in text
+    assert "short side 80" in text
+
+
+def test_describe_data_reads_everything_from_the_records(runs):
+    text = report.describe_data(runs)
+    assert "synthetic stand-in (NOT Pascal VOC)" in text and "16 train / 8 val images (3 runs)" in text
+    assert "- scale: smoke" in text and "- epochs: 2" in text and "- seeds: 0, 1" in text
+    assert "cpu: x86_64, 2 threads" in text and "`abc123`" in text
+    assert report.describe_data(runs.iloc[:0]) == "No run records."
+
+
+def test_checkpoint_path_is_found_beside_the_record_or_reported_missing(runs):
+    rows = {r["run_name"]: r for _, r in runs.iterrows()}
+    assert report.checkpoint_path(rows["r18-both-s0"]).name == "checkpoint.pt"
+    assert report.checkpoint_path(rows["r18-none-s0"]) is None
+
+
+def test_epoch_history_is_one_row_per_epoch_with_miou_in_percent(runs):
+    history = report.epoch_history(runs)
+    assert len(history) == 6
+    first = history[history["preset"] == "r18-both"]
+    assert first["loss"].tolist() == [2.0, 1.0] and first["miou"].iloc[0] == pytest.approx(10.0)
+    assert math.isnan(first["miou"].iloc[1])  # an epoch without evaluation
+
+
+# -- plots ------------------------------------------------------------------------------------------------------------
+
+def test_miou_bars_one_panel_per_source_with_error_bars(runs):
+    summary = report.summarise(runs, ["r18-none", "r18-both"])
+    fig = report.plot_miou_bars({"ours": summary}, ["r18-none", "r18-both"],
+                                paper=paper_table("table1")["miou"])
+    paper_ax, ours_ax = fig.axes
+    assert [p.get_width() for p in paper_ax.patches] == pytest.approx([66.59, 69.21])
+    assert [p.get_width() for p in ours_ax.patches] == pytest.approx([62.0, 70.0])
+    assert len(ours_ax.collections) == 1  # the error bars (std) of our runs; the paper's panel has none
+    assert not paper_ax.collections
+    plt.close(fig)
+
+
+def test_time_breakdown_bars_are_stacked(runs):
+    summary = report.summarise(runs, ["r18-none", "r18-both"])
+    fig = report.plot_time_breakdown(summary, ["r18-none", "r18-both"])
+    bars = fig.axes[0].patches
+    assert len(bars) == 5 * 2  # five parts, two presets
+    both = [b for b in bars if b.get_y() > 0.5]  # second row
+    assert [b.get_x() for b in both] == pytest.approx([0.0, 1.0, 31.0, 41.0, 46.0])  # each part starts at the sum
+    assert both[-1].get_x() + both[-1].get_width() == pytest.approx(66.0)
+    plt.close(fig)
+
+
+def test_training_curves_and_prediction_grid(runs):
+    fig = report.plot_training_curves(runs, ["r18-none", "r18-both"])
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 2
+    plt.close(fig)
+    import numpy as np
+
+    tile = np.zeros((4, 4, 3), dtype=np.uint8)
+    fig = report.plot_prediction_grid([{"image": tile, "truth": tile}] * 3)
+    assert len(fig.axes) == 6 and fig.axes[1].get_title() == "truth"
+    plt.close(fig)
+
+
+# -- the paper's numbers ----------------------------------------------------------------------------------------------
+
+def test_paper_tables_cover_the_rows_of_every_table_in_order():
+    for name, rows in TABLE_ROWS.items():
+        assert list(paper_table(name).index) == rows, name
+
+
+def test_paper_numbers_as_printed():
+    assert TABLE1["teacher"]["miou"] == 74.78 and TABLE2["teacher"]["miou"] == 74.48  # the paper disagrees with itself
+    assert TABLE1["r18-both"] == {"pixel": True, "pair": True, "miou": 69.21, "params": 16.6}
+    assert TABLE2["r18-heo"] == {"miou": 68.53, "std": 0.25, "time_ms": 560.0}
+    assert TABLE3["r18-pair-end"] == {"miou": 68.54, "time_ms": 760.0}
+    for preset, row in TABLE1.items():
+        assert row["params"] == round(PARAMS[preset.split("-")[0]] / 1e6, 1)
+    assert paper_table("table2").loc["r18-both", "label"] == "Proposed"
+
+
+def test_unknown_paper_table_is_refused():
+    with pytest.raises(ConfigError, match="table1"):
+        paper_table("table4")
