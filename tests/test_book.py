@@ -3,6 +3,7 @@ method notebook with warnings as errors produces the pages with their equations 
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,8 @@ def test_config_avoids_the_known_build_pitfalls():
     assert not list((REPO / "notebooks").glob("*.ipynb")), "a .ipynb beside its .py source confuses jupyter-book"
 
 
-@pytest.mark.parametrize("name, extra", [("method", set())] + [(page, {"campaign"}) for page in RESULTS_PAGES])
+@pytest.mark.parametrize("name, extra", [("method", set()), ("performance", {"bench"})]
+                         + [(page, {"campaign"}) for page in RESULTS_PAGES])
 def test_notebooks_have_the_parameter_convention(name, extra):
     import jupytext
 
@@ -232,3 +234,25 @@ def test_results_pages_show_tables_and_figures_from_the_records():
     intro = (html / "book" / "intro.html").read_text()
     for name in RESULTS_PAGES:
         assert f'href="executed/{name}.html"' in intro, name
+
+
+@pytest.mark.slow
+def test_executed_notebooks_pass_nbval_lax():
+    """Re-run every executed notebook with nbval (lax: errors fail, outputs with timings are not compared). Runs after
+    the build tests above, which write book/executed/*.ipynb; the smoke runs they trained are reused."""
+    notebooks = sorted(str(p) for p in (REPO / "book" / "executed").glob("*.ipynb")
+                       if not p.name.endswith((".running.ipynb", ".failed.ipynb")))
+    assert {Path(n).stem for n in notebooks} >= {"method", "performance", *RESULTS_PAGES}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider",
+                           "--rootdir", str(REPO), *notebooks], cwd=REPO, capture_output=True, text=True,
+                          timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_performance_page_reads_the_benchmark_files():
+    index = book.build_book(notebooks=["performance"], progress=False)
+    page = (index.parent / "book" / "executed" / "performance.html").read_text()
+    files = sorted((REPO / "results" / "bench").glob("*.json"))
+    assert files and all(f.name in page for f in files)
+    assert "<table" in page and "<img" in page and "ratio to plain student" in page and "agree with the fp32" in page
