@@ -49,11 +49,12 @@ from tqdm import tqdm
 
 from paperkd.atomic import atomic_open
 from paperkd.config import PRESETS, Config, resolve
-from paperkd.distill import Distillation, segmentation_loss
+from paperkd.distill import Distillation
 from paperkd.errors import ConfigError
 from paperkd.models import deeplabv3plus, model_summary, tap
 from paperkd.records import run_environment
-from paperkd.train import TIMED_PARTS, StepTimer, build_datasets, load_teacher, param_groups, poly_schedule
+from paperkd.train import (TIMED_PARTS, StepTimer, build_datasets, load_teacher, optimisation_step, param_groups,
+                           poly_schedule)
 
 DEFAULT_METHODS = ("r18-gat", "r18-heo", "r18-pixel", "r18-pair", "r18-both", "r18-pixel-middle", "r18-pair-end")
 INFERENCE_BACKBONES = ("resnet101", "resnet18", "mobilenet_v2")
@@ -191,23 +192,8 @@ def training_step(cfg: Config, model: nn.Module, teacher: nn.Module | None, batc
         with timer.part("data"):
             images = host_images.to(device, non_blocking=True, memory_format=mem_format)
             target = host_target.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float32, enabled=False):
-            t_feats = {}
-            if teacher_net is not None:
-                with timer.part("teacher_forward"), teacher_forward_context(device, settings):
-                    _, t_feats = teacher_net(images)
-            with timer.part("student_forward"):
-                logits, s_feats = student_net(images)
-            with timer.part("losses"):
-                seg = segmentation_loss(logits, target)
-                terms = objective(t_feats, s_feats, target) if objective is not None else {}
-                loss = objective.total(seg, terms) if objective is not None else seg
-        with timer.part("backward_step"):
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+        loss, _, _ = optimisation_step(images, target, student_net, teacher_net, objective, optimizer, scheduler,
+                                       scaler, timer, teacher_context=lambda: teacher_forward_context(device, settings))
         return loss
 
     return step

@@ -172,6 +172,33 @@ class StepTimer:
         self.count = state["count"]
 
 
+def optimisation_step(images: torch.Tensor, target: torch.Tensor, student_net: nn.Module, teacher_net: nn.Module | None,
+                      objective: nn.Module | None, optimizer: torch.optim.Optimizer, scheduler: Any,
+                      scaler: torch.amp.GradScaler, timer: StepTimer, amp_dtype: torch.dtype | None = None,
+                      teacher_context: Any = torch.no_grad) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """One iteration once the batch is on the device: teacher forward without autograd, student forward with the
+    taps, the losses (eq. 3 / 9), backward and SGD step, poly lr. Each part is timed on `timer`. The benchmark runs
+    this same function. Returns (total loss, L_seg, unweighted distillation terms)."""
+    with torch.autocast(images.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        t_feats = {}
+        if teacher_net is not None:
+            with timer.part("teacher_forward"), teacher_context():
+                _, t_feats = teacher_net(images)
+        with timer.part("student_forward"):
+            logits, s_feats = student_net(images)
+        with timer.part("losses"):
+            seg = segmentation_loss(logits, target)
+            terms = objective(t_feats, s_feats, target) if objective is not None else {}
+            loss = getattr(objective, "module", objective).total(seg, terms) if objective is not None else seg
+    with timer.part("backward_step"):
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+    return loss, seg, terms
+
+
 def check_writable(folder: Path) -> None:
     """Fail before training if the results folder cannot be written or the disk is nearly full."""
     try:
@@ -281,23 +308,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
                 images, target = next(batches)
                 images = images.to(device, non_blocking=True, memory_format=memory_format)
                 target = target.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                t_feats = {}
-                if teacher_net is not None:
-                    with timer.part("teacher_forward"), torch.no_grad():
-                        _, t_feats = teacher_net(images)
-                with timer.part("student_forward"):
-                    logits, s_feats = student_net(images)
-                with timer.part("losses"):
-                    seg = segmentation_loss(logits, target)
-                    terms = objective(t_feats, s_feats, target) if objective is not None else {}
-                    loss = distill.total(seg, terms) if distill is not None else seg
-            with timer.part("backward_step"):
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+            loss, seg, terms = optimisation_step(images, target, student_net, teacher_net, objective, optimizer,
+                                                 scheduler, scaler, timer, amp_dtype)
             timer.end_iteration(iteration)
             iteration += 1
 
