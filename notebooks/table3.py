@@ -37,8 +37,6 @@ reuse = True
 campaign = "results/cpu-standin-voclabels"  # committed records of a CPU-scale campaign, shown as their own columns
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -46,19 +44,13 @@ from IPython.display import Markdown, display
 from paperkd import report
 from paperkd.config import PRESETS, TABLE_ROWS, Config
 from paperkd.paper_results import paper_table
-from paperkd.records import load_records
 
 ROWS = TABLE_ROWS["table3"]
 paper = paper_table("table3")
-ours, diverged = report.ensure_rows(ROWS, seeds, scale=scale, dataset=dataset, data_root=data_root,
-                                    results=results, device=device, epochs=epochs, reuse=reuse, progress=False)
-campaign_runs = load_records(campaign) if Path(campaign).is_dir() else pd.DataFrame()
-if len(campaign_runs):
-    campaign_runs = campaign_runs[campaign_runs["preset"].isin(ROWS)].reset_index(drop=True)
-asked_for = f"{'VOC' if dataset == 'voc' else 'stand-in'}, {scale}"  # names the column if no run finished
-sources = {f"ours ({report.data_label(ours, default=asked_for)})": (ours, results, diverged)}
-if len(campaign_runs):
-    sources[f"campaign ({report.data_label(campaign_runs)})"] = (campaign_runs, campaign, {})
+ours, diverged, campaign_runs = report.table_runs(ROWS, seeds, scale=scale, dataset=dataset, data_root=data_root,
+                                                  results=results, device=device, epochs=epochs, reuse=reuse,
+                                                  campaign=campaign)
+sources = report.label_sources(ours, results, diverged, campaign_runs, campaign, asked_for=(dataset, scale))
 summaries = {label: report.summarise(runs, ROWS, diverged=failed)
              for label, (runs, _, failed) in sources.items()}
 print(f"{len(ours)} runs from {results} ({len(diverged)} diverged); {len(campaign_runs)} campaign runs from "

@@ -22,6 +22,7 @@ import pandas as pd
 from paperkd.campaign import diverged_runs, ensure_runs
 from paperkd.checkpoint import CHECKPOINT_NAME  # beside record.json in every run folder
 from paperkd.data.standin import standin_info
+from paperkd.records import load_records
 from paperkd.train import TIMED_PARTS as TIME_PARTS  # the parts of an iteration the trainer times, in order
 
 TIME_PART_LABELS = {"data": "data", "teacher_forward": "teacher forward", "student_forward": "student forward",
@@ -43,6 +44,30 @@ def ensure_rows(presets: Iterable[str], seeds: Iterable[int], *, reuse: bool = T
     if len(runs):
         runs = runs[runs["preset"].isin(presets) & runs["seed"].isin(seeds)].reset_index(drop=True)
     return runs, diverged
+
+
+def table_runs(presets: Iterable[str], seeds: Iterable[int], *, campaign: str | Path, reuse: bool = True,
+               **settings: Any) -> tuple[pd.DataFrame, dict[str, str], pd.DataFrame]:
+    """What a table page shows: its own runs (trained if missing, see `ensure_rows`), their divergences, and the
+    committed campaign's records of the same rows (empty when the folder is missing)."""
+    presets = list(presets)
+    ours, diverged = ensure_rows(presets, seeds, reuse=reuse, progress=False, **settings)
+    campaign_runs = load_records(campaign) if Path(campaign).is_dir() else pd.DataFrame()
+    if len(campaign_runs):
+        campaign_runs = campaign_runs[campaign_runs["preset"].isin(presets)].reset_index(drop=True)
+    return ours, diverged, campaign_runs
+
+
+def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str, str], campaign_runs: pd.DataFrame,
+                  campaign: str | Path, asked_for: tuple[str, str]) -> dict[str, tuple]:
+    """{column label: (runs, folder, diverged)}; labels name the data and scale (`data_label`), never calling a
+    stand-in VOC. `asked_for` = (dataset, scale) names our column when no run finished."""
+    dataset, scale = asked_for
+    default = f"{'VOC' if dataset == 'voc' else 'stand-in'}, {scale}"
+    sources = {f"ours ({data_label(ours, default=default)})": (ours, results, dict(diverged))}
+    if len(campaign_runs):
+        sources[f"campaign ({data_label(campaign_runs)})"] = (campaign_runs, campaign, {})
+    return sources
 
 
 # -- tables -----------------------------------------------------------------------------------------------------------
@@ -335,6 +360,6 @@ def plot_prediction_grid(rows: list[Mapping[str, np.ndarray]], title: str = "") 
 
 
 __all__ = ["DIVERGED", "NOT_RUN", "TIME_PARTS", "TIME_PART_LABELS", "checkpoint_path", "compare_with_paper",
-           "data_label", "describe_data", "ensure_rows", "epoch_history", "mean_std_text", "plot_miou_bars",
+           "data_label", "describe_data", "ensure_rows", "label_sources", "table_runs", "epoch_history", "mean_std_text", "plot_miou_bars",
            "plot_prediction_grid", "plot_time_breakdown", "plot_training_curves", "sources_markdown", "summarise",
            "time_breakdown", "time_ratio"]

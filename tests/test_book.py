@@ -237,6 +237,15 @@ def test_results_pages_show_tables_and_figures_from_the_records():
 
 
 @pytest.mark.slow
+def test_performance_page_reads_the_benchmark_files():
+    index = book.build_book(notebooks=["performance"], progress=False)
+    page = (index.parent / "book" / "executed" / "performance.html").read_text()
+    files = sorted((REPO / "results" / "bench").glob("*.json"))
+    assert files and all(f.name in page for f in files)
+    assert "<table" in page and "<img" in page and "ratio to plain student" in page and "agree with the fp32" in page
+
+
+@pytest.mark.slow
 def test_executed_notebooks_pass_nbval_lax():
     """Re-run every executed notebook with nbval (lax: errors fail, outputs with timings are not compared). Runs after
     the build tests above, which write book/executed/*.ipynb; the smoke runs they trained are reused."""
@@ -248,11 +257,3 @@ def test_executed_notebooks_pass_nbval_lax():
                           timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
 
-
-@pytest.mark.slow
-def test_performance_page_reads_the_benchmark_files():
-    index = book.build_book(notebooks=["performance"], progress=False)
-    page = (index.parent / "book" / "executed" / "performance.html").read_text()
-    files = sorted((REPO / "results" / "bench").glob("*.json"))
-    assert files and all(f.name in page for f in files)
-    assert "<table" in page and "<img" in page and "ratio to plain student" in page and "agree with the fp32" in page
