@@ -141,8 +141,10 @@ SCALES: dict[str, dict[str, Any]] = {
     "paper": {},
     # Sized for 2 CPU cores and a stand-in rendered at short side 80 (crop / image ~ 0.8, the paper's 513 / 375 ~ 1.4
     # keeps whole objects in view too): one ResNet-18 distillation run takes minutes, the campaign hours.
+    # The teacher gets a longer schedule ("teacher" entry): the paper's starts from ImageNet weights, ours from random
+    # ones, and after the students' 8 epochs it was measured at 10.1 mIoU against 21.1 for the plain ResNet-18.
     "cpu": {"epochs": 8, "crop": 65, "val_size": 65, "batch_size": 8, "max_train_images": 240,
-            "max_val_images": 240, "workers": 1},
+            "max_val_images": 240, "workers": 1, "teacher": {"epochs": 24}},
     "smoke": {"epochs": 2, "crop": 65, "val_size": 65, "batch_size": 4, "max_train_images": 16, "max_val_images": 8,
               "workers": 0},
 }
@@ -202,7 +204,11 @@ def resolve(preset: str = "custom", scale: str = "paper", **overrides: Any) -> C
         raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
     values: dict[str, Any] = {"preset": preset, "scale": scale}
     values.update(PRESETS.get(preset, {}))
-    values.update(SCALES[scale])
+    scale_values = dict(SCALES[scale])
+    teacher_values = scale_values.pop("teacher", {})
+    values.update(scale_values)
+    if preset == "teacher":
+        values.update(teacher_values)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return validate(Config(**values))
 

@@ -27,7 +27,13 @@ def test_layers_preset_then_scale_then_overrides():
 def test_scales_never_change_the_method():
     method = {"pixel", "pair", "gat", "heo", "pixel_tap", "pair_tap", "pixel_variant", "pair_nodes", "lr", "backbone"}
     for scale in SCALES.values():
-        assert not method & set(scale)
+        assert not method & (set(scale) | set(scale.get("teacher", {})))
+
+
+def test_cpu_scale_gives_the_teacher_a_longer_schedule_only():
+    assert resolve("teacher", "cpu", dataset="standin").epochs == 24
+    assert resolve("r18-none", "cpu", dataset="standin").epochs == 8
+    assert resolve("teacher", "cpu", dataset="standin", epochs=3).epochs == 3  # an explicit override still wins
 
 
 def test_positions_presets():
