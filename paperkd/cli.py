@@ -153,7 +153,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     presets = list(dict.fromkeys(p for table in args.tables for p in TABLE_ROWS[table]))
     df = ensure_runs(presets, args.seeds, scale=args.scale, dataset=args.dataset, data_root=args.data_root,
                      results=args.results, device=args.device, epochs=args.epochs, workers=args.workers,
-                     progress=not args.quiet)
+                     backbone_weights=args.backbone_weights, progress=not args.quiet)
     summary = df.groupby("preset", sort=False)["miou"].agg(["mean", "std", "count"])
     print(summary.to_string(float_format=lambda v: f"{100 * v:.2f}"))
     return 0
@@ -260,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--epochs", type=int, default=None, help="override the scale's epochs")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--backbone-weights", default=None,
+                   help="ImageNet weights for every backbone, as a short torchvision name resolved per backbone in "
+                        "the torch hub cache (IMAGENET1K_V1 or DEFAULT); the paper starts from ImageNet weights")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_campaign)
 

@@ -135,3 +135,12 @@ def test_eval_and_predict_a_checkpoint(capsys, tmp_path, tiny_standin):
     mask = Image.open(tmp_path / "pred" / f"{image.stem}_mask.png")
     assert code == 0 and mask.mode == "P" and mask.size == Image.open(image).size
     assert np.asarray(mask).max() < 21
+
+
+def test_campaign_passes_imagenet_weights_and_never_trains_from_random(capsys, tmp_path, tiny_standin, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    code, _, err = run(capsys, "campaign", "--tables", "table1", "--seeds", "0", "--scale", "smoke",
+                       "--data-root", str(tiny_standin), "--results", str(tmp_path / "runs"),
+                       "--backbone-weights", "IMAGENET1K_V1", "--quiet")
+    assert code == 2 and "resnet101-63fe2227.pth" in err and str(tmp_path / "torch") in err
+    assert not list((tmp_path / "runs").rglob("record.json"))
