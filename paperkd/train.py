@@ -229,6 +229,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         check_writable(run_dir)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    environment = run_environment(device) | {"world_size": ddp.world_size}  # the code as it was when the run began
     torch.manual_seed(cfg.seed)  # same initial weights on every rank; DDP also broadcasts rank 0's
     progress = progress and ddp.main
 
@@ -356,7 +357,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         entry.pop("metrics", None)
     record = {
         "schema": 1, "run_name": cfg.name, "preset": cfg.preset, "seed": cfg.seed, "config": cfg.to_dict(),
-        "environment": run_environment(device) | {"world_size": ddp.world_size},
+        "environment": environment,
         "data": {"root": str(cfg.data_root) if cfg.data_root else "embedded procedural stand-in",
                  "train_images": len(train_set), "val_images": len(val_set),
                  "standin": cfg.dataset == "standin"},
