@@ -88,10 +88,6 @@ class Config:
     device: str = "auto"
 
     @property
-    def is_student(self) -> bool:
-        return self.teacher is not None or self.distills
-
-    @property
     def distills(self) -> bool:
         return any(w > 0 for w in (self.pixel, self.pair, self.gat, self.heo, self.logit_kd, self.cwd))
 
