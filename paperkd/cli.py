@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from paperkd.config import Config, PRESETS, SCALES
+from paperkd.config import PIXEL_VARIANTS, PRESETS, SCALES, Config
 from paperkd.errors import PaperkdError
 
 # One line per Config field for `paperkd train --help`; the default printed next to it is the paper's.
@@ -26,7 +26,8 @@ HELP = {
     "pixel": "alpha, weight of the pixel-wise loss (eq. 9; paper 100)",
     "pixel_tap": "position of the pixel-wise loss: decoder = END, encoder = MIDDLE (Table 3)",
     "pixel_variant": "paper = eq. 4-5 literally (signed channel sum, partial L2; diverges at alpha 100); "
-                     "paper-mean = the same with the channel mean as [37]'s code; authors = their code",
+                     "paper-mean = the same with the channel mean as [37]'s code (collapses to background at "
+                     "alpha 100); authors = their code (default)",
     "pair": "beta, weight of the pair-wise loss (eq. 9; paper 1)",
     "pair_tap": "position of the pair-wise loss: encoder = MIDDLE, decoder = END (Table 3)",
     "pair_nodes": "graph nodes of eq. 6-8: channels (as eq. 6 defines) or pixels (3x3 cells, [35] and authors' code)",
@@ -150,10 +151,11 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     from paperkd.campaign import ensure_runs
     from paperkd.config import TABLE_ROWS
 
-    presets = list(dict.fromkeys(p for table in args.tables for p in TABLE_ROWS[table]))
+    presets = args.rows or list(dict.fromkeys(p for table in args.tables for p in TABLE_ROWS[table]))
     df = ensure_runs(presets, args.seeds, scale=args.scale, dataset=args.dataset, data_root=args.data_root,
                      results=args.results, device=args.device, epochs=args.epochs, workers=args.workers,
-                     backbone_weights=args.backbone_weights, progress=not args.quiet)
+                     backbone_weights=args.backbone_weights, pixel_variant=args.pixel_variant, amp=args.amp or None,
+                     progress=not args.quiet)
     summary = df.groupby("preset", sort=False)["miou"].agg(["mean", "std", "count"])
     print(summary.to_string(float_format=lambda v: f"{100 * v:.2f}"))
     return 0
@@ -252,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and restarted at any time.")
     p.add_argument("--tables", nargs="+", default=["table1", "table2", "table3"],
                    choices=["table1", "table2", "table3"])
+    p.add_argument("--rows", nargs="+", default=None, choices=list(PRESETS), metavar="PRESET",
+                   help="train these rows (presets), in this order, instead of the tables' rows; e.g. the students "
+                        "first and the teacher's other seeds last")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--scale", default="cpu", choices=list(SCALES))
     p.add_argument("--dataset", default="standin", choices=["standin", "voc"])
@@ -263,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", default=None,
                    help="ImageNet weights for every backbone, as a short torchvision name resolved per backbone in "
                         "the torch hub cache (IMAGENET1K_V1 or DEFAULT); the paper starts from ImageNet weights")
+    p.add_argument("--pixel-variant", default=None, choices=list(PIXEL_VARIANTS),
+                   help="reading of the pixel-wise loss for every run (default: the config's, 'authors'); "
+                        "keep each reading in its own results folder")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for every run (GPU campaigns)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_campaign)
 

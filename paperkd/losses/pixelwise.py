@@ -69,7 +69,11 @@ def pixelwise_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, variant: str = "p
     positions), since the partial L2 is homogeneous of degree 2 and its zero region depends only on signs and order.
     Why it exists: with alpha = 100 the literal sum over 256 channels makes the term ~1e4 x the cross-entropy and
     training diverges within a few iterations at the paper's lr (measured, see the book); the mean is the nearest
-    reading of the text that trains, and the trainer's default.
+    reading of the text that does not diverge, but its term (~10, x100) still swamps the cross-entropy (~1.6) and
+    the students collapse to predicting background (measured in the CPU campaign).
+
+    variant="authors" is the trainer's default (Config.pixel_variant): the reading whose alpha = 100 the paper's
+    numbers come from; its term is ~1e-3, so alpha * term is of the order of the cross-entropy's decrease.
 
     variant="authors": what the authors' public code does instead (paper.md): a = channel mean of A^2 (p = 2, sign
     lost), then F.normalize(a, dim=1) on the (B, H, W) map, which gives each COLUMN (fixed b, w, running over H) unit
