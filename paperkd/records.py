@@ -26,17 +26,19 @@ REQUIRED_KEYS = ("schema", "run_name", "preset", "seed", "config", "environment"
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
-    """The commit of the paperkd checkout (with "-dirty" if it has uncommitted changes), or None outside git."""
+    """The commit of the paperkd checkout (with "-dirty" if it has uncommitted changes); outside git (a copy of the
+    checkout sent to a remote GPU machine) the environment variable PAPERKD_GIT_COMMIT if set, else None."""
     cwd = cwd or Path(__file__).resolve().parent
+    fallback = os.environ.get("PAPERKD_GIT_COMMIT") or None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
-            return None
+            return fallback
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return commit.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return None
+        return fallback
 
 
 def device_name(device: Any) -> str:
