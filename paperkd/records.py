@@ -26,10 +26,14 @@ REQUIRED_KEYS = ("schema", "run_name", "preset", "seed", "config", "environment"
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
-    """The commit of the paperkd checkout (with "-dirty" if it has uncommitted changes); outside git (a copy of the
-    checkout sent to a remote GPU machine) the environment variable PAPERKD_GIT_COMMIT if set, else None."""
-    cwd = cwd or Path(__file__).resolve().parent
+    """The commit of the paperkd checkout (with "-dirty" if it has uncommitted changes), or None outside git.
+
+    The environment variable PAPERKD_GIT_COMMIT, when set, wins: a copy of the working tree sent to a remote GPU
+    machine may carry a stale .git (seen: the remote copy reported the session's first commit, not the one sent)."""
     fallback = os.environ.get("PAPERKD_GIT_COMMIT") or None
+    if fallback:
+        return fallback
+    cwd = cwd or Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
