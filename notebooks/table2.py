@@ -35,7 +35,10 @@ epochs = None  # None: the scale's
 device = "cpu"
 results = "runs/book"  # the runs this page trains (if missing) and reads
 reuse = True
-campaign = "results/cpu-standin-voclabels"  # committed records of a CPU-scale campaign, shown as their own columns
+# committed campaign records, each folder its own columns: the CPU campaign, the GPU (H100) campaign, and the
+# CPU runs of the pixel-wise reading "paper-mean" that collapse (see the paper-vs-code page)
+campaigns = ["results/cpu-standin-voclabels", "results/gpu-standin-voclabels-160",
+             "results/cpu-standin-voclabels-paper-mean"]
 
 # %%
 import matplotlib.pyplot as plt
@@ -50,12 +53,12 @@ ROWS = TABLE_ROWS["table2"]
 paper = paper_table("table2")
 ours, diverged, campaign_runs = report.table_runs(ROWS, seeds, scale=scale, dataset=dataset, data_root=data_root,
                                                   results=results, device=device, epochs=epochs, reuse=reuse,
-                                                  campaign=campaign)
-sources = report.label_sources(ours, results, diverged, campaign_runs, campaign, asked_for=(dataset, scale))
+                                                  campaigns=campaigns)
+sources = report.label_sources(ours, results, diverged, campaign_runs, asked_for=(dataset, scale))
 summaries = {label: report.summarise(runs, ROWS, diverged=failed)
              for label, (runs, _, failed) in sources.items()}
-print(f"{len(ours)} runs from {results} ({len(diverged)} diverged); {len(campaign_runs)} campaign runs from "
-      f"{campaign}")
+print(f"{len(ours)} runs from {results} ({len(diverged)} diverged); campaign runs: "
+      + ", ".join(f"{len(runs)} in {folder}" for folder, runs in campaign_runs.items()))
 
 # %% [markdown]
 # ## Where the numbers come from
@@ -63,10 +66,9 @@ print(f"{len(ours)} runs from {results} ({len(diverged)} diverged); {len(campaig
 # %%
 for label, (runs, folder, failed) in sources.items():
     display(Markdown(report.sources_markdown(label, runs, folder, failed)))
-if not len(campaign_runs):
-    display(Markdown(f"**No campaign records** in `{campaign}` (the folder is missing or holds no records of these "
-                     "rows), so the table has no campaign columns. `paperkd campaign --results "
-                     f"{campaign} ...` writes them."))
+for folder, runs in campaign_runs.items():
+    if not len(runs):
+        display(Markdown(report.no_campaign_markdown(folder)))
 
 # %% [markdown]
 # ## The table

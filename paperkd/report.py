@@ -21,6 +21,7 @@ import pandas as pd
 
 from paperkd.campaign import diverged_runs, ensure_runs
 from paperkd.checkpoint import CHECKPOINT_NAME  # beside record.json in every run folder
+from paperkd.config import Config
 from paperkd.data.standin import standin_info
 from paperkd.records import load_records
 from paperkd.train import TIMED_PARTS as TIME_PARTS  # the parts of an iteration the trainer times, in order
@@ -46,28 +47,56 @@ def ensure_rows(presets: Iterable[str], seeds: Iterable[int], *, reuse: bool = T
     return runs, diverged
 
 
-def table_runs(presets: Iterable[str], seeds: Iterable[int], *, campaign: str | Path, reuse: bool = True,
-               **settings: Any) -> tuple[pd.DataFrame, dict[str, str], pd.DataFrame]:
-    """What a table page shows: its own runs (trained if missing, see `ensure_rows`), their divergences, and the
-    committed campaign's records of the same rows (empty when the folder is missing)."""
+def table_runs(presets: Iterable[str], seeds: Iterable[int], *, campaigns: Iterable[str | Path] = (),
+               reuse: bool = True, **settings: Any) -> tuple[pd.DataFrame, dict[str, str], dict[str, pd.DataFrame]]:
+    """What a table page shows: its own runs (trained if missing, see `ensure_rows`), their divergences, and for each
+    committed campaign folder its records of the same rows ({folder: runs}; a missing folder gives no runs)."""
     presets = list(presets)
     ours, diverged = ensure_rows(presets, seeds, reuse=reuse, progress=False, **settings)
-    campaign_runs = load_records(campaign) if Path(campaign).is_dir() else pd.DataFrame()
-    if len(campaign_runs):
-        campaign_runs = campaign_runs[campaign_runs["preset"].isin(presets)].reset_index(drop=True)
-    return ours, diverged, campaign_runs
+    found = {}
+    for folder in campaigns:
+        runs = load_records(folder) if Path(folder).is_dir() else pd.DataFrame()
+        found[str(folder)] = runs[runs["preset"].isin(presets)].reset_index(drop=True) if len(runs) else runs
+    return ours, diverged, found
 
 
-def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str, str], campaign_runs: pd.DataFrame,
-                  campaign: str | Path, asked_for: tuple[str, str]) -> dict[str, tuple]:
-    """{column label: (runs, folder, diverged)}; labels name the data and scale (`data_label`), never calling a
-    stand-in VOC. `asked_for` = (dataset, scale) names our column when no run finished."""
+def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str, str],
+                  campaigns: Mapping[str, pd.DataFrame], asked_for: tuple[str, str]) -> dict[str, tuple]:
+    """{column label: (runs, folder, diverged)}: our runs, then each campaign folder that holds records of the rows.
+
+    Labels name the data and scale (`data_label`, never calling a stand-in VOC); a campaign's also names its device
+    (`device_label`) and, where it is not the default, the pixel-wise reading (`reading_label`), so that two columns
+    never share a label. `asked_for` = (dataset, scale) names our column when no run finished."""
     dataset, scale = asked_for
     default = f"{'VOC' if dataset == 'voc' else 'stand-in'}, {scale}"
     sources = {f"ours ({data_label(ours, default=default)})": (ours, results, dict(diverged))}
-    if len(campaign_runs):
-        sources[f"campaign ({data_label(campaign_runs)})"] = (campaign_runs, campaign, {})
+    for folder, runs in campaigns.items():
+        if len(runs):
+            failed = {name: message for name, message in diverged_runs(folder).items()
+                      if name not in set(runs["run_name"])}  # a rerun that finished replaces its divergence
+            parts = [data_label(runs), device_label(runs), reading_label(runs)]
+            sources[f"campaign ({', '.join(p for p in parts if p)})"] = (runs, folder, failed)
     return sources
+
+
+def no_campaign_markdown(folder: str | Path) -> str:
+    """What a page says for a campaign folder without records of its rows."""
+    return (f"**No campaign records** in `{folder}` (the folder is missing or holds no records of these rows), so "
+            f"the table has no column for it. `paperkd campaign --results {folder} ...` writes them.")
+
+
+def device_label(df: pd.DataFrame) -> str:
+    """The devices of the runs, short: 'CPU', 'NVIDIA H100 80GB HBM3', or both joined by ' + '."""
+    names = [str(d).removeprefix("cuda: ") if str(d).startswith("cuda") else "CPU" for d in df["device"]]
+    return " + ".join(dict.fromkeys(names))
+
+
+def reading_label(df: pd.DataFrame) -> str:
+    """'pixel-wise reading paper-mean' when runs with a pixel-wise term used a reading other than the default
+    (`Config.pixel_variant`), else ''."""
+    used = [r["config"]["pixel_variant"] for r in df["record"] if r["config"].get("pixel", 0) > 0]
+    other = [v for v in dict.fromkeys(used) if v != Config.pixel_variant]
+    return f"pixel-wise reading {' + '.join(other)}" if other else ""
 
 
 # -- tables -----------------------------------------------------------------------------------------------------------

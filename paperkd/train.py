@@ -33,6 +33,7 @@ from tqdm import tqdm
 from paperkd.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from paperkd.config import Config, from_dict, validate
 from paperkd.data import VOCSegmentation, default_standin, train_transforms, val_transforms
+from paperkd.data.standin import standin_info
 from paperkd.distill import Distillation, segmentation_loss
 from paperkd.errors import ConfigError, PaperkdError
 from paperkd.inference import evaluate
@@ -360,7 +361,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         "environment": environment,
         "data": {"root": str(cfg.data_root) if cfg.data_root else "embedded procedural stand-in",
                  "train_images": len(train_set), "val_images": len(val_set),
-                 "standin": cfg.dataset == "standin"},
+                 "standin": cfg.dataset == "standin",
+                 # how the stand-in was made (its STANDIN.json), so the record names its data without the folder
+                 "standin_info": standin_info(cfg.data_root) if cfg.dataset == "standin" and cfg.data_root else None},
         "epochs": history, "final": final, "best_miou": best_miou, "timing_ms": timer.means_ms(),
         "params": parameter_counts(student), "started": started, "finished": now(),
         "wall_s": wall_before + time.perf_counter() - t_start, "checkpoint": str(ckpt_path),

@@ -144,3 +144,33 @@ def test_campaign_passes_imagenet_weights_and_never_trains_from_random(capsys, t
                        "--backbone-weights", "IMAGENET1K_V1", "--quiet")
     assert code == 2 and "resnet101-63fe2227.pth" in err and str(tmp_path / "torch") in err
     assert not list((tmp_path / "runs").rglob("record.json"))
+
+
+def test_campaign_rows_reading_and_amp_reach_the_runs(capsys, tmp_path, monkeypatch):
+    import pandas as pd
+
+    import paperkd.campaign
+
+    calls = []
+
+    def fake_ensure_runs(presets, seeds, **settings):
+        calls.append((presets, seeds, settings))
+        return pd.DataFrame({"preset": presets, "miou": [0.5] * len(presets)})
+
+    monkeypatch.setattr(paperkd.campaign, "ensure_runs", fake_ensure_runs)
+    code, out, _ = run(capsys, "campaign", "--rows", "r18-pixel", "teacher", "--seeds", "1", "2", "--results",
+                       str(tmp_path), "--pixel-variant", "paper-mean", "--amp", "--quiet")
+    assert code == 0 and "r18-pixel" in out
+    presets, seeds, settings = calls[0]
+    assert presets == ["r18-pixel", "teacher"] and seeds == [1, 2]  # the order given, not the tables'
+    assert settings["pixel_variant"] == "paper-mean" and settings["amp"] is True
+    run(capsys, "campaign", "--tables", "table3", "--seeds", "0", "--results", str(tmp_path), "--quiet")
+    presets, _, settings = calls[1]
+    assert presets == ["r18-pixel-middle", "r18-pixel", "r18-pair", "r18-pair-end"]
+    assert settings["pixel_variant"] is None and settings["amp"] is None  # not given: the config's own
+
+
+def test_campaign_refuses_an_unknown_row(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        run(capsys, "campaign", "--rows", "r18-nope", "--results", str(tmp_path))
+    assert "r18-nope" in capsys.readouterr().err

@@ -36,6 +36,19 @@ def test_cpu_scale_gives_the_teacher_a_longer_schedule_only():
     assert resolve("teacher", "cpu", dataset="standin", epochs=3).epochs == 3  # an explicit override still wins
 
 
+def test_pixelwise_default_is_the_authors_reading():
+    # "paper" diverges and "paper-mean" collapses to background at alpha = 100 (book: paper vs code)
+    assert Config().pixel_variant == "authors"
+    assert resolve("r18-pixel", teacher="t", dataset="standin", pixel_variant="paper-mean").pixel_variant == "paper-mean"
+
+
+def test_gpu_scale_uses_the_whole_split_in_bf16_and_a_longer_teacher_schedule():
+    student = resolve("r18-both", "gpu", teacher="t", dataset="standin")
+    teacher = resolve("teacher", "gpu", dataset="standin")
+    assert (student.max_train_images, student.max_val_images, student.amp, student.crop) == (None, None, True, 161)
+    assert teacher.epochs == 2 * student.epochs
+
+
 def test_positions_presets():
     assert resolve("r18-pixel-middle", teacher="t", dataset="standin").pixel_tap == "encoder"
     assert resolve("r18-pair-end", teacher="t", dataset="standin").pair_tap == "decoder"

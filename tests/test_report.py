@@ -21,14 +21,14 @@ PARAMS = {"teacher": 59_344_309, "r18": 16_608_181, "mnv2": 5_816_053}
 
 def make_record(folder, preset, seed, miou, *, time_parts=None, params=None, epochs=((2.0, 0.1), (1.0, None)),
                 dataset="standin", scale="smoke", data_root=None, device="cpu: x86_64, 2 threads", commit="abc123",
-                train_images=16, val_images=8, checkpoint=False):
+                train_images=16, val_images=8, checkpoint=False, config=None):
     """Write one run record as the trainer would; `epochs` are (loss, mIoU or None) pairs."""
     time_parts = time_parts or {"data": 1.0, "student_forward": 10.0, "losses": 1.0, "backward_step": 20.0}
     name = f"{preset}-s{seed}"
     record = {
         "schema": 1, "run_name": name, "preset": preset, "seed": seed,
         "config": {"backbone": "resnet18", "dataset": dataset, "scale": scale, "data_root": data_root, "epochs": 2,
-                   "crop": 65, "val_size": 65, "batch_size": 4},
+                   "crop": 65, "val_size": 65, "batch_size": 4, **(config or {})},
         "environment": {"device": device, "git_commit": commit},
         "data": {"root": data_root or "embedded procedural stand-in", "train_images": train_images,
                  "val_images": val_images, "standin": dataset == "standin"},
@@ -160,6 +160,25 @@ def test_data_label_never_calls_a_standin_voc(tmp_path):
     text = report.describe_data(df)
     assert "NOT Pascal VOC" in text and "real VOC 2012 label maps in `/data/voc2012-labels`" in text
     assert "short side 80" in text
+
+
+def test_campaign_columns_name_device_and_reading_and_never_collide(tmp_path):
+    cpu, gpu, mean = tmp_path / "cpu", tmp_path / "gpu", tmp_path / "paper-mean"
+    pixel = {"pixel": 100.0, "pixel_variant": "authors"}
+    make_record(cpu, "r18-pixel", 0, 0.2, scale="cpu", config=pixel)
+    make_record(gpu, "r18-pixel", 0, 0.7, scale="gpu", device="cuda: NVIDIA H100 80GB HBM3", config=pixel)
+    make_record(mean, "r18-pixel", 0, 0.03, scale="cpu", config={**pixel, "pixel_variant": "paper-mean"})
+    (mean / "r18-both-s0").mkdir()
+    (mean / "r18-both-s0" / "diverged.json").write_text(json.dumps({"message": "r18-both-s0: pixel is inf"}))
+    make_record(mean, "r18-both", 1, 0.03, scale="cpu", config={**pixel, "pixel_variant": "paper-mean"})
+    found = {str(f): load_records(f) for f in (cpu, gpu, mean)} | {str(tmp_path / "missing"): load_records(cpu)[:0]}
+    sources = report.label_sources(load_records(cpu)[:0], "runs", {}, found, asked_for=("standin", "smoke"))
+    assert list(sources) == ["ours (stand-in, smoke)", "campaign (stand-in, cpu, CPU)",
+                             "campaign (stand-in, gpu, NVIDIA H100 80GB HBM3)",
+                             "campaign (stand-in, cpu, CPU, pixel-wise reading paper-mean)"]
+    runs, folder, failed = sources["campaign (stand-in, cpu, CPU, pixel-wise reading paper-mean)"]
+    assert folder == str(mean) and failed == {"r18-both-s0": "r18-both-s0: pixel is inf"}  # the campaign's own
+    assert "missing" in report.no_campaign_markdown(tmp_path / "missing")
 
 
 def test_describe_data_reads_everything_from_the_records(runs):

@@ -36,6 +36,7 @@ def test_kd_run_learns_and_writes_a_complete_record(tmp_path, tiny_standin, smok
     assert set(record["timing_ms"]) == {*TIMED_PARTS, "total"} and record["timing_ms"]["teacher_forward"] > 0
     assert 0 <= record["final"]["miou"] <= 1 and len(record["final"]["per_class_iou"]) == 21
     assert record["config"]["pixel"] == 100.0 and record["environment"]["torch"] == torch.__version__
+    assert record["data"]["standin_info"]["generator"] == "paperkd.data.standin"  # names its data without the folder
 
     df = load_records(tmp_path)
     assert list(df["preset"]) == ["r18-both"] and df.loc[0, "miou"] == record["final"]["miou"]
