@@ -71,6 +71,15 @@ for folder, runs in campaign_runs.items():
         display(Markdown(report.no_campaign_markdown(folder)))
 
 # %% [markdown]
+# ## Can each column show a gain?
+#
+# Distillation can only help when the teacher is better than the plain student, and a difference between two rows
+# only counts when it exceeds the spread over seeds. Per source, from its records:
+
+# %%
+display(Markdown("\n\n".join(report.teacher_margin_markdown(label, summary) for label, summary in summaries.items())))
+
+# %% [markdown]
 # ## The table
 #
 # mIoU in % (final epoch; mean ± sample std over the seeds, n = number of seeds). Gap = ours minus the paper's, in

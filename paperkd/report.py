@@ -134,6 +134,28 @@ def summarise(df: pd.DataFrame, presets: Iterable[str], metric: str = "miou",
     return pd.DataFrame(rows).set_index("preset")
 
 
+def teacher_margin_markdown(label: str, summary: pd.DataFrame, plain: Iterable[str] = ("r18-none", "mnv2-none"),
+                            teacher: str = "teacher") -> str:
+    """One line for a `summarise` table: how far the teacher is above (or below) each plain student, and the largest
+    seed spread, so a reader knows whether the column can show a distillation gain at all."""
+    if teacher not in summary.index or summary.loc[teacher, "n"] == 0:
+        return f"**{label}**: no teacher run, so nothing to compare the students with."
+    t = summary.loc[teacher, "miou_mean"]
+    parts = []
+    for preset in plain:
+        if preset in summary.index and summary.loc[preset, "n"] > 0:
+            gap = t - summary.loc[preset, "miou_mean"]
+            parts.append(f"{gap:+.2f} points over `{preset}`" if gap > 0 else
+                         f"**{-gap:.2f} points below** `{preset}`")
+    spread = summary["miou_std"].max()
+    spread_text = (f"the largest seed spread of a row is {spread:.2f} points, so differences between rows smaller "
+                   "than that are not evidence" if not math.isnan(spread) else
+                   "every row has a single seed, so there is no spread to judge differences between rows by")
+    warning = ("; a teacher weaker than its students cannot be expected to improve them, so this column says "
+               "nothing about the method's gain") if any("below" in p for p in parts) else ""
+    return f"**{label}**: the teacher ({t:.2f}) is {', '.join(parts) or 'alone'}{warning}; {spread_text}."
+
+
 def _time_columns(df: pd.DataFrame) -> list[str]:
     """The time_<part>_ms columns of `df`, known parts in iteration order first."""
     known = [f"time_{p}_ms" for p in TIME_PARTS if f"time_{p}_ms" in df.columns]

@@ -181,6 +181,18 @@ def test_campaign_columns_name_device_and_reading_and_never_collide(tmp_path):
     assert "missing" in report.no_campaign_markdown(tmp_path / "missing")
 
 
+def test_teacher_margin_says_when_a_column_cannot_show_a_gain(tmp_path):
+    make_record(tmp_path, "teacher", 0, 0.50)
+    make_record(tmp_path, "r18-none", 0, 0.60)
+    make_record(tmp_path, "r18-none", 1, 0.64)
+    make_record(tmp_path, "mnv2-none", 0, 0.40)
+    text = report.teacher_margin_markdown("gpu", report.summarise(load_records(tmp_path), TABLE_ROWS["table1"]))
+    assert "**12.00 points below** `r18-none`" in text and "+10.00 points over `mnv2-none`" in text
+    assert "says nothing about the method's gain" in text and "2.83 points" in text  # std of 60 and 64
+    empty = report.summarise(load_records(tmp_path / "none"), TABLE_ROWS["table1"])
+    assert "no teacher run" in report.teacher_margin_markdown("none", empty)
+
+
 def test_describe_data_reads_everything_from_the_records(runs):
     text = report.describe_data(runs)
     assert "synthetic stand-in (NOT Pascal VOC)" in text and "16 train / 8 val images (3 runs)" in text
