@@ -28,7 +28,7 @@
 # %% tags=["parameters"]
 data_root = None  # None: the embedded default stand-in
 dataset = "standin"  # "standin" or "voc"
-scale = "smoke"  # smoke | cpu | paper (this page trains nothing and looks the same at every scale)
+scale = "smoke"  # smoke | cpu | gpu | paper (this page trains nothing and looks the same at every scale)
 seeds = [0]
 epochs = None
 device = "cpu"

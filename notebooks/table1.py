@@ -29,7 +29,7 @@
 # %% tags=["parameters"]
 data_root = None  # None: the embedded default stand-in
 dataset = "standin"  # "standin" or "voc"
-scale = "smoke"  # smoke | cpu | paper
+scale = "smoke"  # smoke | cpu | gpu | paper
 seeds = [0]
 epochs = None  # None: the scale's
 device = "cpu"

@@ -53,8 +53,8 @@ from paperkd.distill import Distillation
 from paperkd.errors import ConfigError
 from paperkd.models import deeplabv3plus, model_summary, tap
 from paperkd.records import run_environment
-from paperkd.train import (TIMED_PARTS, StepTimer, build_datasets, load_teacher, optimisation_step, param_groups,
-                           poly_schedule)
+from paperkd.train import (TIMED_PARTS, StepTimer, build_datasets, load_teacher, loader_workers, optimisation_step,
+                           param_groups, poly_schedule)
 
 DEFAULT_METHODS = ("r18-gat", "r18-heo", "r18-pixel", "r18-pair", "r18-both", "r18-pixel-middle", "r18-pair-end")
 INFERENCE_BACKBONES = ("resnet101", "resnet18", "mobilenet_v2")
@@ -346,7 +346,8 @@ def data_wait_fraction(step_ms: float, steps: int = 20, warmup: int = 1, **cfg_o
     cfg = resolve("r18-none", **{"dataset": "standin", **cfg_overrides})
     train_set, _ = build_datasets(cfg)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        num_workers=cfg.workers, pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
+                        num_workers=loader_workers(cfg.workers),
+                        pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
     if len(loader) == 0:
         raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {len(train_set)} training images")
     batches, waited, start = iter(loader), 0.0, None
@@ -444,7 +445,7 @@ def run_benchmark(size: int = 513, batch: int = 6, device: str = "cpu", repeats:
         plain_ms = next(r["median_ms"] for r in summaries if r["kind"] == "student_step")
         result["data_wait_fraction"] = data_wait_fraction(plain_ms, steps=data_steps, **data_cfg)
         result["data_wait"] = {"step_ms": plain_ms, "steps": data_steps,
-                               "workers": resolve("r18-none", dataset="standin", **data_cfg).workers,
+                               "workers": loader_workers(resolve("r18-none", dataset="standin", **data_cfg).workers),
                                "data_root": data_root or "embedded stand-in",
                                "how": "real DataLoader, consumer sleeps the plain student step's median"}
     if json_path:

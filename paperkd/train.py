@@ -86,6 +86,13 @@ def pick_device(name: str, ddp: Distributed) -> torch.device:
     return device
 
 
+def loader_workers(requested: int) -> int:
+    """The DataLoader worker count for `Config.workers`: as asked, but never more than the CPUs this process may use
+    (the default 8 is sized for a GPU box; on a 2-core machine 8 workers only contend with the training)."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(requested, available)
+
+
 def build_datasets(cfg: Config) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
     """Train and val sets with the paper's transforms, cut to the scale's image counts (the first N of each split)."""
     root = cfg.data_root
@@ -239,10 +246,10 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     sampler = DistributedSampler(train_set, seed=cfg.seed, drop_last=True) if ddp.world_size > 1 else None
     loader_rng = torch.Generator()  # reseeded every epoch, so that an epoch's order and augmentation are reproducible
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                              drop_last=True, num_workers=cfg.workers, pin_memory=device.type == "cuda",
+                              drop_last=True, num_workers=loader_workers(cfg.workers), pin_memory=device.type == "cuda",
                               generator=loader_rng)
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size if cfg.val_mode == "square" else 1,
-                            num_workers=cfg.workers)
+                            num_workers=loader_workers(cfg.workers))
     if len(train_loader) == 0:
         raise ConfigError(f"batch_size={cfg.batch_size} x {ddp.world_size} process(es) is larger than the "
                           f"{len(train_set)} training images")
@@ -360,7 +367,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         "schema": 1, "run_name": cfg.name, "preset": cfg.preset, "seed": cfg.seed, "config": cfg.to_dict(),
         "environment": environment,
         "data": {"root": str(cfg.data_root) if cfg.data_root else "embedded procedural stand-in",
-                 "train_images": len(train_set), "val_images": len(val_set),
+                 "train_images": len(train_set), "val_images": len(val_set), "workers": loader_workers(cfg.workers),
                  "standin": cfg.dataset == "standin",
                  # how the stand-in was made (its STANDIN.json), so the record names its data without the folder
                  "standin_info": standin_info(cfg.data_root) if cfg.dataset == "standin" and cfg.data_root else None},

@@ -39,7 +39,8 @@ def test_cpu_scale_gives_the_teacher_a_longer_schedule_only():
 def test_pixelwise_default_is_the_authors_reading():
     # "paper" diverges and "paper-mean" collapses to background at alpha = 100 (book: paper vs code)
     assert Config().pixel_variant == "authors"
-    assert resolve("r18-pixel", teacher="t", dataset="standin", pixel_variant="paper-mean").pixel_variant == "paper-mean"
+    other = resolve("r18-pixel", teacher="t", dataset="standin", pixel_variant="paper-mean")
+    assert other.pixel_variant == "paper-mean"
 
 
 def test_gpu_scale_uses_the_whole_split_in_bf16_and_a_longer_teacher_schedule():

@@ -126,3 +126,10 @@ def test_ddp_two_gloo_processes(tmp_path, tiny_standin):
     # 16 images, 2 per process per step, 2 processes -> 4 steps in the epoch (DistributedSampler shards the data)
     assert record["epochs"][0]["iterations"] == 4
     assert record["final"] is not None
+
+
+def test_loader_workers_never_exceed_the_usable_cpus(monkeypatch):
+    from paperkd.train import loader_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert (loader_workers(8), loader_workers(1), loader_workers(0)) == (2, 1, 0)
