@@ -69,7 +69,8 @@ def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str
     never share a label. `asked_for` = (dataset, scale) names our column when no run finished."""
     dataset, scale = asked_for
     default = f"{'VOC' if dataset == 'voc' else 'stand-in'}, {scale}"
-    sources = {f"ours ({data_label(ours, default=default)})": (ours, results, dict(diverged))}
+    ours_parts = [data_label(ours, default=default), reading_label(ours) if len(ours) else ""]
+    sources = {f"ours ({', '.join(p for p in ours_parts if p)})": (ours, results, dict(diverged))}
     for folder, runs in campaigns.items():
         if len(runs):
             failed = {name: message for name, message in diverged_runs(folder).items()
