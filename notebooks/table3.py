@@ -50,24 +50,18 @@ from paperkd.paper_results import paper_table
 
 ROWS = TABLE_ROWS["table3"]
 paper = paper_table("table3")
-ours, diverged, campaign_runs = report.table_runs(ROWS, seeds, scale=scale, dataset=dataset, data_root=data_root,
-                                                  results=results, device=device, epochs=epochs, reuse=reuse,
-                                                  campaigns=campaigns)
-sources = report.label_sources(ours, results, diverged, campaign_runs, asked_for=(dataset, scale))
+sources, missing = report.table_sources(ROWS, seeds, campaigns=campaigns, scale=scale, dataset=dataset,
+                                       data_root=data_root, results=results, device=device, epochs=epochs,
+                                       reuse=reuse)
 summaries = {label: report.summarise(runs, ROWS, diverged=failed)
              for label, (runs, _, failed) in sources.items()}
-print(f"{len(ours)} runs from {results} ({len(diverged)} diverged); campaign runs: "
-      + ", ".join(f"{len(runs)} in {folder}" for folder, runs in campaign_runs.items()))
+print("; ".join(f"{label}: {len(runs)} runs" for label, (runs, _, _) in sources.items()))
 
 # %% [markdown]
 # ## Where the numbers come from
 
 # %%
-for label, (runs, folder, failed) in sources.items():
-    display(Markdown(report.sources_markdown(label, runs, folder, failed)))
-for folder, runs in campaign_runs.items():
-    if not len(runs):
-        display(Markdown(report.no_campaign_markdown(folder)))
+display(Markdown(report.provenance_markdown(sources, missing)))
 
 # %% [markdown]
 # ## The table

@@ -60,6 +60,23 @@ def table_runs(presets: Iterable[str], seeds: Iterable[int], *, campaigns: Itera
     return ours, diverged, found
 
 
+def table_sources(presets: Iterable[str], seeds: Iterable[int], *, campaigns: Iterable[str | Path], results: str,
+                  dataset: str, scale: str, **settings: Any) -> tuple[dict[str, tuple], list[str]]:
+    """A table page's columns: `table_runs` labelled by `label_sources`, and the campaign folders that hold no record
+    of the page's rows (for `provenance_markdown`)."""
+    ours, diverged, found = table_runs(presets, seeds, campaigns=campaigns, results=results, dataset=dataset,
+                                       scale=scale, **settings)
+    sources = label_sources(ours, results, diverged, found, asked_for=(dataset, scale))
+    return sources, [folder for folder, runs in found.items() if not len(runs)]
+
+
+def provenance_markdown(sources: Mapping[str, tuple], missing: Iterable[str | Path] = ()) -> str:
+    """Markdown for a page's "where the numbers come from": `sources_markdown` per column, then each campaign folder
+    without records of the page's rows."""
+    parts = [sources_markdown(label, runs, folder, failed) for label, (runs, folder, failed) in sources.items()]
+    return "\n\n".join(parts + [no_campaign_markdown(folder) for folder in missing])
+
+
 def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str, str],
                   campaigns: Mapping[str, pd.DataFrame], asked_for: tuple[str, str]) -> dict[str, tuple]:
     """{column label: (runs, folder, diverged)}: our runs, then each campaign folder that holds records of the rows.

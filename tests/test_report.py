@@ -181,6 +181,19 @@ def test_campaign_columns_name_device_and_reading_and_never_collide(tmp_path):
     assert "missing" in report.no_campaign_markdown(tmp_path / "missing")
 
 
+def test_table_sources_reads_finished_runs_and_names_empty_campaigns(tmp_path):
+    ours, cpu = tmp_path / "ours", tmp_path / "cpu"
+    for preset in TABLE_ROWS["table3"]:
+        make_record(ours, preset, 0, 0.5)
+    make_record(cpu, "r18-pixel", 0, 0.2, scale="cpu")
+    sources, missing = report.table_sources(TABLE_ROWS["table3"], [0], campaigns=[cpu, tmp_path / "gone"],
+                                            results=str(ours), dataset="standin", scale="smoke", device="cpu")
+    assert list(sources) == ["ours (stand-in, smoke)", "campaign (stand-in, cpu, CPU)"]  # nothing was trained
+    assert len(sources["ours (stand-in, smoke)"][0]) == 4 and missing == [str(tmp_path / "gone")]
+    text = report.provenance_markdown(sources, missing)
+    assert str(ours) in text and str(cpu) in text and "**No campaign records** in `" + str(tmp_path / "gone") in text
+
+
 def test_teacher_margin_says_when_a_column_cannot_show_a_gain(tmp_path):
     make_record(tmp_path, "teacher", 0, 0.50)
     make_record(tmp_path, "r18-none", 0, 0.60)
