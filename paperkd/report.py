@@ -162,15 +162,15 @@ def teacher_margin_markdown(label: str, summary: pd.DataFrame, plain: Iterable[s
     parts = []
     for preset in plain:
         if preset in summary.index and summary.loc[preset, "n"] > 0:
-            gap = t - summary.loc[preset, "miou_mean"]
+            gap = round(t - summary.loc[preset, "miou_mean"], 2)
             parts.append(f"{gap:+.2f} points over `{preset}`" if gap > 0 else
-                         f"**{-gap:.2f} points below** `{preset}`")
+                         f"**{-gap:.2f} points below** `{preset}`" if gap < 0 else f"**level with** `{preset}`")
     spread = summary["miou_std"].max()
     spread_text = (f"the largest seed spread of a row is {spread:.2f} points, so differences between rows smaller "
                    "than that are not evidence" if not math.isnan(spread) else
                    "every row has a single seed, so there is no spread to judge differences between rows by")
-    warning = ("; a teacher weaker than its students cannot be expected to improve them, so this column says "
-               "nothing about the method's gain") if any("below" in p for p in parts) else ""
+    warning = ("; a teacher no better than its students cannot be expected to improve them, so this column says "
+               "nothing about the method's gain") if any("below" in p or "level" in p for p in parts) else ""
     return f"**{label}**: the teacher ({t:.2f}) is {', '.join(parts) or 'alone'}{warning}; {spread_text}."
 
 

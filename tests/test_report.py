@@ -202,6 +202,11 @@ def test_teacher_margin_says_when_a_column_cannot_show_a_gain(tmp_path):
     text = report.teacher_margin_markdown("gpu", report.summarise(load_records(tmp_path), TABLE_ROWS["table1"]))
     assert "**12.00 points below** `r18-none`" in text and "+10.00 points over `mnv2-none`" in text
     assert "says nothing about the method's gain" in text and "2.83 points" in text  # std of 60 and 64
+    make_record(tmp_path / "level", "teacher", 0, 0.50)
+    make_record(tmp_path / "level", "r18-none", 0, 0.50)
+    level_runs = report.summarise(load_records(tmp_path / "level"), ["teacher", "r18-none"])
+    level = report.teacher_margin_markdown("x", level_runs)
+    assert "**level with** `r18-none`" in level and "says nothing" in level
     empty = report.summarise(load_records(tmp_path / "none"), TABLE_ROWS["table1"])
     assert "no teacher run" in report.teacher_margin_markdown("none", empty)
 
