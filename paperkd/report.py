@@ -429,6 +429,7 @@ def plot_prediction_grid(rows: list[Mapping[str, np.ndarray]], title: str = "") 
 
 
 __all__ = ["DIVERGED", "NOT_RUN", "TIME_PARTS", "TIME_PART_LABELS", "checkpoint_path", "compare_with_paper",
-           "data_label", "describe_data", "ensure_rows", "label_sources", "table_runs", "epoch_history", "mean_std_text", "plot_miou_bars",
-           "plot_prediction_grid", "plot_time_breakdown", "plot_training_curves", "sources_markdown", "summarise",
-           "time_breakdown", "time_ratio"]
+           "data_label", "describe_data", "device_label", "ensure_rows", "epoch_history", "label_sources",
+           "mean_std_text", "no_campaign_markdown", "plot_miou_bars", "plot_prediction_grid", "plot_time_breakdown",
+           "plot_training_curves", "provenance_markdown", "reading_label", "sources_markdown", "summarise",
+           "table_runs", "table_sources", "teacher_margin_markdown", "time_breakdown", "time_ratio"]
