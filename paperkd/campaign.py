@@ -61,6 +61,9 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
                 "epochs": epochs, **overrides}
     configs = plan(presets, seeds, teacher_seed=teacher_seed, **settings)
     known_diverged = diverged_runs(results) if reuse else {}
+    if reuse:
+        for cfg in configs:
+            check_reading(cfg, find_record(results, cfg.name))
     todo = [c for c in configs if not (reuse and (find_record(results, c.name) or c.name in known_diverged))]
     for cfg in tqdm(todo, desc=f"runs ({scale})", disable=not progress or not todo):
         if cfg.teacher and not Path(cfg.teacher).is_file():
@@ -80,6 +83,19 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
     wanted = {c.name for c in configs}
     df = load_records(results)
     return df[df["run_name"].isin(wanted)].reset_index(drop=True) if len(df) else df
+
+
+def check_reading(cfg: Config, record_path: Path | None) -> None:
+    """Refuse to reuse a finished run that used another reading of a loss than `cfg` asks for (it would be shown
+    under the wrong reading): the pixel-wise variant when the pixel-wise term is on, the pair-wise nodes likewise."""
+    if record_path is None:
+        return
+    done = json.loads(Path(record_path).read_text())["config"]
+    fields = [f for f, on in (("pixel_variant", cfg.pixel > 0), ("pair_nodes", cfg.pair > 0)) if on]
+    differ = [f"{f}={done.get(f)!r} (asked: {getattr(cfg, f)!r})" for f in fields if done.get(f) != getattr(cfg, f)]
+    if differ:
+        raise PaperkdError(f"{record_path} was trained with {', '.join(differ)}; keep each reading in its own results "
+                           "folder (--results), or delete that run to retrain it")
 
 
 def diverged_runs(results: str | Path) -> dict[str, str]:

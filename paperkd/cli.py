@@ -151,10 +151,10 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     from paperkd.campaign import ensure_runs
     from paperkd.config import TABLE_ROWS
 
-    presets = args.rows or list(dict.fromkeys(p for table in args.tables for p in TABLE_ROWS[table]))
+    presets = list(dict.fromkeys(args.rows or [p for table in args.tables for p in TABLE_ROWS[table]]))
     df = ensure_runs(presets, args.seeds, scale=args.scale, dataset=args.dataset, data_root=args.data_root,
                      results=args.results, device=args.device, epochs=args.epochs, workers=args.workers,
-                     backbone_weights=args.backbone_weights, pixel_variant=args.pixel_variant, amp=args.amp or None,
+                     backbone_weights=args.backbone_weights, pixel_variant=args.pixel_variant, amp=args.amp,
                      progress=not args.quiet)
     summary = df.groupby("preset", sort=False)["miou"].agg(["mean", "std", "count"])
     print(summary.to_string(float_format=lambda v: f"{100 * v:.2f}"))
@@ -252,11 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the rows of the chosen tables for every seed, teacher first; runs whose "
                                    "record exists are skipped and an interrupted run resumes, so it can be stopped "
                                    "and restarted at any time.")
-    p.add_argument("--tables", nargs="+", default=["table1", "table2", "table3"],
-                   choices=["table1", "table2", "table3"])
-    p.add_argument("--rows", nargs="+", default=None, choices=list(PRESETS), metavar="PRESET",
-                   help="train these rows (presets), in this order, instead of the tables' rows; e.g. the students "
-                        "first and the teacher's other seeds last")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--tables", nargs="+", default=["table1", "table2", "table3"],
+                       choices=["table1", "table2", "table3"])
+    which.add_argument("--rows", nargs="+", default=None, choices=list(PRESETS), metavar="PRESET",
+                       help="train these rows (presets), in this order, instead of the tables' rows; e.g. the "
+                            "students first and the teacher's other seeds last")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--scale", default="cpu", choices=list(SCALES))
     p.add_argument("--dataset", default="standin", choices=["standin", "voc"])
@@ -271,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-variant", default=None, choices=list(PIXEL_VARIANTS),
                    help="reading of the pixel-wise loss for every run (default: the config's, 'authors'); "
                         "keep each reading in its own results folder")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast for every run (GPU campaigns)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast for every run, or --no-amp to switch it off (default: the scale's; on in gpu)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_campaign)
 

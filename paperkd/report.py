@@ -64,9 +64,10 @@ def table_sources(presets: Iterable[str], seeds: Iterable[int], *, campaigns: It
                   dataset: str, scale: str, **settings: Any) -> tuple[dict[str, tuple], list[str]]:
     """A table page's columns: `table_runs` labelled by `label_sources`, and the campaign folders that hold no record
     of the page's rows (for `provenance_markdown`)."""
+    presets = list(presets)
     ours, diverged, found = table_runs(presets, seeds, campaigns=campaigns, results=results, dataset=dataset,
                                        scale=scale, **settings)
-    sources = label_sources(ours, results, diverged, found, asked_for=(dataset, scale))
+    sources = label_sources(ours, results, diverged, found, asked_for=(dataset, scale), presets=presets)
     return sources, [folder for folder, runs in found.items() if not len(runs)]
 
 
@@ -78,22 +79,30 @@ def provenance_markdown(sources: Mapping[str, tuple], missing: Iterable[str | Pa
 
 
 def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str, str],
-                  campaigns: Mapping[str, pd.DataFrame], asked_for: tuple[str, str]) -> dict[str, tuple]:
+                  campaigns: Mapping[str, pd.DataFrame], asked_for: tuple[str, str],
+                  presets: Iterable[str] | None = None) -> dict[str, tuple]:
     """{column label: (runs, folder, diverged)}: our runs, then each campaign folder that holds records of the rows.
 
     Labels name the data and scale (`data_label`, never calling a stand-in VOC); a campaign's also names its device
-    (`device_label`) and, where it is not the default, the pixel-wise reading (`reading_label`), so that two columns
-    never share a label. `asked_for` = (dataset, scale) names our column when no run finished."""
+    (`device_label`) and, where it is not the default, the pixel-wise reading (`reading_label`); two folders that
+    would still share a label get their folder name added, so a column never hides another. `asked_for` =
+    (dataset, scale) names our column when no run finished. `presets`: the page's rows; a campaign's diverged runs
+    of other rows are left out (all are kept when None)."""
     dataset, scale = asked_for
+    rows = None if presets is None else set(presets)
     default = f"{'VOC' if dataset == 'voc' else 'stand-in'}, {scale}"
     ours_parts = [data_label(ours, default=default), reading_label(ours) if len(ours) else ""]
     sources = {f"ours ({', '.join(p for p in ours_parts if p)})": (ours, results, dict(diverged))}
     for folder, runs in campaigns.items():
         if len(runs):
             failed = {name: message for name, message in diverged_runs(folder).items()
-                      if name not in set(runs["run_name"])}  # a rerun that finished replaces its divergence
+                      if name not in set(runs["run_name"])  # a rerun that finished replaces its divergence
+                      and (rows is None or name.rsplit("-s", 1)[0] in rows)}
             parts = [data_label(runs), device_label(runs), reading_label(runs)]
-            sources[f"campaign ({', '.join(p for p in parts if p)})"] = (runs, folder, failed)
+            label = f"campaign ({', '.join(p for p in parts if p)})"
+            if label in sources:
+                label = f"campaign ({', '.join(p for p in parts if p)}; {Path(folder).name})"
+            sources[label] = (runs, folder, failed)
     return sources
 
 
@@ -112,7 +121,7 @@ def device_label(df: pd.DataFrame) -> str:
 def reading_label(df: pd.DataFrame) -> str:
     """'pixel-wise reading paper-mean' when runs with a pixel-wise term used a reading other than the default
     (`Config.pixel_variant`), else ''."""
-    used = [r["config"]["pixel_variant"] for r in df["record"] if r["config"].get("pixel", 0) > 0]
+    used = [r["config"].get("pixel_variant", "unrecorded") for r in df["record"] if r["config"].get("pixel", 0) > 0]
     other = [v for v in dict.fromkeys(used) if v != Config.pixel_variant]
     return f"pixel-wise reading {' + '.join(other)}" if other else ""
 

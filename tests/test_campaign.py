@@ -1,4 +1,7 @@
+import pytest
+
 from paperkd.campaign import ensure_runs, plan
+from paperkd.errors import PaperkdError
 
 
 def test_plan_puts_the_teacher_first_and_students_use_its_checkpoint(tmp_path):
@@ -56,3 +59,12 @@ def test_a_diverged_run_is_marked_skipped_and_reported(tmp_path, monkeypatch):
     assert "r18-pixel-s0" not in calls and list(diverged) == ["r18-pixel-s0"]  # reuse: skipped, still reported
     ensure_runs(["r18-pixel"], [0], reuse=False, **settings)
     assert "r18-pixel-s0" in calls  # no reuse: tried again
+
+
+def test_a_finished_run_of_another_reading_is_refused_not_reused(tmp_path, tiny_standin):
+    settings = dict(scale="smoke", data_root=str(tiny_standin), results=str(tmp_path), device="cpu", epochs=1,
+                    workers=0, max_train_images=4, progress=False)
+    ensure_runs(["r18-pixel"], [0], **settings)  # the default reading, "authors"
+    with pytest.raises(PaperkdError, match="pixel_variant='authors'.*asked: 'paper-mean'"):
+        ensure_runs(["r18-pixel"], [0], pixel_variant="paper-mean", **settings)
+    ensure_runs(["r18-none"], [0], pixel_variant="paper-mean", **settings)  # no pixel-wise term: nothing to differ

@@ -158,8 +158,8 @@ def test_campaign_rows_reading_and_amp_reach_the_runs(capsys, tmp_path, monkeypa
         return pd.DataFrame({"preset": presets, "miou": [0.5] * len(presets)})
 
     monkeypatch.setattr(paperkd.campaign, "ensure_runs", fake_ensure_runs)
-    code, out, _ = run(capsys, "campaign", "--rows", "r18-pixel", "teacher", "--seeds", "1", "2", "--results",
-                       str(tmp_path), "--pixel-variant", "paper-mean", "--amp", "--quiet")
+    code, out, _ = run(capsys, "campaign", "--rows", "r18-pixel", "teacher", "r18-pixel", "--seeds", "1", "2",
+                       "--results", str(tmp_path), "--pixel-variant", "paper-mean", "--amp", "--quiet")
     assert code == 0 and "r18-pixel" in out
     presets, seeds, settings = calls[0]
     assert presets == ["r18-pixel", "teacher"] and seeds == [1, 2]  # the order given, not the tables'
@@ -168,6 +168,14 @@ def test_campaign_rows_reading_and_amp_reach_the_runs(capsys, tmp_path, monkeypa
     presets, _, settings = calls[1]
     assert presets == ["r18-pixel-middle", "r18-pixel", "r18-pair", "r18-pair-end"]
     assert settings["pixel_variant"] is None and settings["amp"] is None  # not given: the config's own
+    run(capsys, "campaign", "--rows", "r18-none", "--scale", "gpu", "--no-amp", "--results", str(tmp_path), "--quiet")
+    assert calls[2][2]["amp"] is False  # switched off even where the scale turns it on
+
+
+def test_campaign_rows_and_tables_exclude_each_other(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        run(capsys, "campaign", "--rows", "r18-none", "--tables", "table1", "--results", str(tmp_path))
+    assert "not allowed with" in capsys.readouterr().err
 
 
 def test_campaign_refuses_an_unknown_row(capsys, tmp_path):

@@ -179,6 +179,17 @@ def test_campaign_columns_name_device_and_reading_and_never_collide(tmp_path):
     runs, folder, failed = sources["campaign (stand-in, cpu, CPU, pixel-wise reading paper-mean)"]
     assert folder == str(mean) and failed == {"r18-both-s0": "r18-both-s0: pixel is inf"}  # the campaign's own
     assert "missing" in report.no_campaign_markdown(tmp_path / "missing")
+    # a page without the r18-both row does not list its divergence
+    only_pixel = report.label_sources(load_records(cpu)[:0], "runs", {}, found, asked_for=("standin", "smoke"),
+                                      presets=["r18-pixel"])
+    assert only_pixel["campaign (stand-in, cpu, CPU, pixel-wise reading paper-mean)"][2] == {}
+    # two folders that would share a label both stay, the second named by its folder
+    twin = tmp_path / "cpu-again"
+    make_record(twin, "r18-pixel", 1, 0.25, scale="cpu", config=pixel)
+    both = report.label_sources(load_records(cpu)[:0], "runs", {}, {str(cpu): load_records(cpu),
+                                                                     str(twin): load_records(twin)},
+                                asked_for=("standin", "smoke"))
+    assert list(both)[1:] == ["campaign (stand-in, cpu, CPU)", "campaign (stand-in, cpu, CPU; cpu-again)"]
 
 
 def test_table_sources_reads_finished_runs_and_names_empty_campaigns(tmp_path):
