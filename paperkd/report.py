@@ -287,6 +287,10 @@ def describe_data(df: pd.DataFrame) -> str:
         lines.append(f"- {name}: {', '.join(values)}")
     lines.append(f"- seeds: {', '.join(str(s) for s in sorted({int(r['seed']) for r in records}))}")
     lines.append(f"- device: {'; '.join(sorted({str(r['environment']['device']) for r in records}))}")
+    walls = [float(r["wall_s"]) for r in records if r.get("wall_s") is not None]
+    if walls:
+        lines.append(f"- time: {sum(walls) / 3600:.2f} h of training in all, {min(walls) / 60:.1f} to "
+                     f"{max(walls) / 60:.1f} min per run (wall clock, validation included)")
     commits = sorted({str(r["environment"].get("git_commit")) for r in records})
     lines.append(f"- paperkd git commit: {', '.join(f'`{c}`' for c in commits)}")
     return "\n".join(lines)

@@ -227,6 +227,7 @@ def test_describe_data_reads_everything_from_the_records(runs):
     assert "synthetic stand-in (NOT Pascal VOC)" in text and "16 train / 8 val images (3 runs)" in text
     assert "- scale: smoke" in text and "- epochs: 2" in text and "- seeds: 0, 1" in text
     assert "cpu: x86_64, 2 threads" in text and "`abc123`" in text
+    assert "- time: 0.00 h of training in all, 0.0 to 0.0 min per run" in text  # three records of 1 s each
     assert report.describe_data(runs.iloc[:0]) == "No run records."
 
 
