@@ -92,7 +92,8 @@ def check_reading(cfg: Config, record_path: Path | None) -> None:
         return
     done = json.loads(Path(record_path).read_text())["config"]
     fields = [f for f, on in (("pixel_variant", cfg.pixel > 0), ("pair_nodes", cfg.pair > 0)) if on]
-    differ = [f"{f}={done.get(f)!r} (asked: {getattr(cfg, f)!r})" for f in fields if done.get(f) != getattr(cfg, f)]
+    differ = [f"{f}={done[f]!r} (asked: {getattr(cfg, f)!r})" for f in fields
+              if done.get(f) is not None and done[f] != getattr(cfg, f)]  # a record without the field predates it
     if differ:
         raise PaperkdError(f"{record_path} was trained with {', '.join(differ)}; keep each reading in its own results "
                            "folder (--results), or delete that run to retrain it")
