@@ -176,9 +176,10 @@ def training_step(cfg: Config, model: nn.Module, teacher: nn.Module | None, batc
     Same calls as train.py (float32 student, amp off); only the teacher forward's context follows `settings`.
     Returns a function that runs one step, timing its parts on the timer it is given, and returns the loss.
     """
-    objective = Distillation(cfg, teacher, model).to(device) if teacher is not None else None
-    taps = objective.taps if objective is not None else []
     mem_format = memory_format(settings.channels_last)
+    # Heo's connectors follow the students' memory format, as in train.py.
+    objective = Distillation(cfg, teacher, model).to(device, memory_format=mem_format) if teacher is not None else None
+    taps = objective.taps if objective is not None else []
     student_net = tap(model.to(device, memory_format=mem_format).train(), taps)
     teacher_net = frozen_teacher_net(teacher, taps, settings) if teacher is not None else None
     has_connectors = objective is not None and any(p.requires_grad for p in objective.parameters())

@@ -86,6 +86,11 @@ def pick_device(name: str, ddp: Distributed) -> torch.device:
     return device
 
 
+def memory_format_of(cfg: Config) -> torch.memory_format:
+    """channels_last when the config asks for it (models, connectors and inputs alike), else contiguous."""
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+
 def loader_workers(requested: int) -> int:
     """The DataLoader worker count for `Config.workers`: as asked, but never more than the CPUs this process may use
     (the default 8 is sized for a GPU box; on a 2-core machine 8 workers only contend with the training)."""
@@ -257,9 +262,12 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     # -- models and objective -----------------------------------------------------------------------------------------
     student = deeplabv3plus(cfg.backbone, cfg.num_classes, cfg.output_stride, cfg.backbone_weights).to(device)
     teacher = load_teacher(cfg, device) if cfg.distills else None
-    objective = Distillation(cfg, teacher, student).to(device) if teacher is not None else None
+    # The objective holds Heo's connectors (1x1 conv + BN): they take the students' memory format too, or cuDNN
+    # converts every tapped map between NCHW and NHWC around them.
+    objective = (Distillation(cfg, teacher, student).to(device, memory_format=memory_format_of(cfg))
+                 if teacher is not None else None)
     taps = objective.taps if objective is not None else []
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    memory_format = memory_format_of(cfg)
     student.to(memory_format=memory_format)
     student_net: nn.Module = tap(student, taps)
     teacher_net = tap(teacher.to(memory_format=memory_format), taps) if teacher is not None else None
