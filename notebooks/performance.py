@@ -172,10 +172,23 @@ if {"r18-none/student_step", "teacher/teacher_forward", "r18-heo/distill_step"} 
         f"- **Why Heo costs more** (profile, `checks/profile-heo-gpu.json`): the GPU is busy "
         f"{heo_profile['gpu_busy_ms_per_step']:.1f} ms of its {heo_profile['wall_ms_median']:.1f} ms step, so the "
         f"cost is GPU work, not kernel launches: {extra:.1f} ms more than the plain step and the teacher forward "
-        f"together. It goes to the six connectors (1x1 convolutions and BatchNorm, forward and backward, on "
-        f"feature maps up to 129 x 129 x 256 and 33 x 33 x 2048) and to cuDNN's NCHW/NHWC conversions around them. "
-        "That is the method's own arithmetic; what could still shrink it is running the connectors in "
-        "channels_last and reduced precision, which paperkd does not do yet.")
+        f"together. The six connectors add 1x1 convolutions and BatchNorm, forward and backward, on feature maps "
+        f"up to 129 x 129 x 256 and 33 x 33 x 2048; the largest GPU times of the Heo step are convolutions, "
+        f"BatchNorm and cuDNN's NCHW/NHWC layout conversions (`heo_top_gpu_time_ms_per_step` in the file). "
+        "That is the method's own arithmetic. Giving the connectors the students' channels_last layout did not "
+        "change it measurably (next bullet); a reduced-precision student side (the trainer's `--amp`) was not "
+        "benchmarked.")
+cl = {"fp32": "gpu-513-b6-fp32-channels-last-heo.json", "bf16": "gpu-513-b6-bf16-channels-last-heo.json"}
+if all(f in runs for f in cl.values()):
+    cl_plain, cl_heo, cl_both = (step(cl["fp32"], p) for p in ("r18-none", "r18-heo", "r18-both"))
+    bf_heo, bf_both = (step(cl["bf16"], p) for p in ("r18-heo", "r18-both"))
+    lines.append(
+        f"- **channels_last students** (and connectors): the plain step drops to {cl_plain['median_ms']:.1f} ms, so "
+        f"the same absolute distillation work is a larger share: Heo {100 * cl_heo['overhead']:+.1f} % and the "
+        f"proposed step **{100 * cl_both['overhead']:+.1f} %** with an fp32 teacher, {100 * bf_heo['overhead']:+.1f} "
+        f"% and {100 * bf_both['overhead']:+.1f} % with a bf16 one. The steps' spreads (max - min) in these files "
+        f"reach {max(r['spread_ms'] for r in (cl_heo, cl_both, bf_heo, bf_both)):.0f} ms, so differences of a few "
+        "percent between them are noise.")
 cpu = {"fp32": "cpu-513-b6-proposed-fp32.json", "bf16": "cpu-513-b6-proposed-bf16-channels-last.json"}
 if all(f in runs for f in cpu.values()):
     lines.append(
