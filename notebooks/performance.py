@@ -211,10 +211,11 @@ if {"w2-27ms", "w8-27ms"} <= waits.keys():
                  "the default is now 8 (`Config.workers`, capped at the usable CPUs; the `cpu` and `smoke` scales "
                  "set their own). The benchmark file measured with 2 workers predates that change.")
 if "w8-27ms" in across:
-    lines.append(f"- **Not met across epochs**: the workers restart at every epoch (not persistent, so that a "
-                 f"resumed run draws the same augmentations), and over a 25-batch epoch that start-up made 8 workers "
-                 f"wait {100 * across['w8-27ms']:.0f} % of the time. VOC's epoch has 244 batches, which dilutes it "
-                 "about tenfold, but it was not measured at that length.")
+    lines.append(f"- **Across epochs**, when this was measured the workers restarted at every epoch, and over a "
+                 f"25-batch epoch that start-up made 8 workers wait {100 * across['w8-27ms']:.0f} % of the time "
+                 "(`checks/data-wait-gpu.json`). Since then the workers persist (`train.training_loader`, with the "
+                 "augmentation seeded per image and epoch so that resumes stay exact); the GPU wait has not been "
+                 "measured again since.")
 display(Markdown("\n".join(lines) if lines else "No GPU and CPU benchmark files at the paper's setting yet."))
 
 # %% [markdown]

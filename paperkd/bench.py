@@ -44,7 +44,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from paperkd.atomic import atomic_open
@@ -54,7 +53,7 @@ from paperkd.errors import ConfigError
 from paperkd.models import deeplabv3plus, model_summary, tap
 from paperkd.records import run_environment
 from paperkd.train import (TIMED_PARTS, StepTimer, build_datasets, load_teacher, loader_workers, optimisation_step,
-                           param_groups, poly_schedule)
+                           param_groups, poly_schedule, training_loader)
 
 DEFAULT_METHODS = ("r18-gat", "r18-heo", "r18-pixel", "r18-pair", "r18-both", "r18-pixel-middle", "r18-pair-end")
 INFERENCE_BACKBONES = ("resnet101", "resnet18", "mobilenet_v2")
@@ -346,9 +345,8 @@ def data_wait_fraction(step_ms: float, steps: int = 20, warmup: int = 1, **cfg_o
         raise ConfigError(f"data_wait_fraction needs steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
     cfg = resolve("r18-none", **{"dataset": "standin", **cfg_overrides})
     train_set, _ = build_datasets(cfg)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        num_workers=loader_workers(cfg.workers),
-                        pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
+    loader, _ = training_loader(cfg, train_set, device)  # train.py's loader: persistent workers, seeded augmentation
     if len(loader) == 0:
         raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {len(train_set)} training images")
     batches, waited, start = iter(loader), 0.0, None
@@ -358,7 +356,7 @@ def data_wait_fraction(step_ms: float, steps: int = 20, warmup: int = 1, **cfg_o
         before = time.perf_counter()
         try:
             next(batches)
-        except StopIteration:  # a new epoch: its worker start-up is waiting too
+        except StopIteration:  # a new epoch: persistent workers start prefetching it only now
             batches = iter(loader)
             next(batches)
         waited += time.perf_counter() - before

@@ -46,7 +46,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 
 
 def rng_state() -> dict[str, Any]:
-    """Every random state a training step draws from (torch CPU and CUDA; data workers are reseeded per epoch)."""
+    """Every random state a training step draws from (torch CPU and CUDA); the data's order and augmentation are
+    reseeded from (seed, epoch) each epoch (train.training_loader), so they need no state here."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()

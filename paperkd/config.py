@@ -68,8 +68,8 @@ class Config:
     max_val_images: int | None = None
     # Measured on an H100 box (16 cores) at crop 513, batch 6, VOC-sized images, within an epoch: with 2 workers the
     # 27 ms plain step waits on data 45 % of the time, with 6 workers 1.0 %, with 8 0.9 %
-    # (results/bench/checks/data-wait-gpu-one-epoch.json). Workers restart at each epoch (not persistent, so that a
-    # resumed run draws the same augmentations); that start-up is measured in data-wait-gpu.json, over a 25-batch epoch.
+    # (results/bench/checks/data-wait-gpu-one-epoch.json). The workers persist across epochs, and the augmentation
+    # is seeded per image and epoch (paperkd.data.seeded), so the worker count never changes a run's numbers.
     workers: int = 8
 
     # -- optimisation ------------------------------------------------------------------------------------------------

@@ -27,12 +27,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 from tqdm import tqdm
 
 from paperkd.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from paperkd.config import Config, from_dict, validate
 from paperkd.data import VOCSegmentation, default_standin, train_transforms, val_transforms
+from paperkd.data.seeded import SeededDataset, SeededSampler
 from paperkd.data.standin import standin_info
 from paperkd.distill import Distillation, segmentation_loss
 from paperkd.errors import ConfigError, PaperkdError
@@ -113,6 +114,24 @@ def build_datasets(cfg: Config) -> tuple[torch.utils.data.Dataset, torch.utils.d
     if cfg.max_val_images is not None:
         val_set = Subset(val_set, range(min(cfg.max_val_images, len(val_set))))
     return train_set, val_set
+
+
+def training_loader(cfg: Config, train_set: Dataset, device: torch.device,
+                    distributed: bool = False) -> tuple[DataLoader, torch.Generator]:
+    """The training DataLoader and the generator of its order (reseed it, and call `loader.sampler.set_epoch`, before
+    each epoch). Augmentation is seeded per image and epoch (`paperkd.data.seeded`), so the run does not depend on
+    the worker count, and the workers persist across epochs (no start-up wait at each epoch)."""
+    order = torch.Generator()
+    base = (DistributedSampler(train_set, seed=cfg.seed, drop_last=True) if distributed else
+            RandomSampler(train_set, generator=order))
+    workers = loader_workers(cfg.workers)
+    loader = DataLoader(SeededDataset(train_set), batch_size=cfg.batch_size, sampler=SeededSampler(base, cfg.seed),
+                        drop_last=True, num_workers=workers, pin_memory=device.type == "cuda",
+                        persistent_workers=workers > 0,
+                        # its own generator for the workers' base seeds (unused: SeededDataset reseeds per image), so
+                        # that only the sampler draws from `order`, the same with workers or without
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    return loader, order
 
 
 def load_teacher(cfg: Config, device: torch.device) -> nn.Module:
@@ -248,11 +267,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
 
     # -- data ---------------------------------------------------------------------------------------------------------
     train_set, val_set = build_datasets(cfg)
-    sampler = DistributedSampler(train_set, seed=cfg.seed, drop_last=True) if ddp.world_size > 1 else None
-    loader_rng = torch.Generator()  # reseeded every epoch, so that an epoch's order and augmentation are reproducible
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                              drop_last=True, num_workers=loader_workers(cfg.workers), pin_memory=device.type == "cuda",
-                              generator=loader_rng)
+    train_loader, loader_rng = training_loader(cfg, train_set, device, ddp.world_size > 1)
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size if cfg.val_mode == "square" else 1,
                             num_workers=loader_workers(cfg.workers))
     if len(train_loader) == 0:
@@ -311,9 +326,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     # -- epochs -------------------------------------------------------------------------------------------------------
     iteration = start_epoch * len(train_loader)
     for epoch in range(start_epoch, cfg.epochs):
-        loader_rng.manual_seed(cfg.seed * 1_000_003 + epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+        loader_rng.manual_seed(cfg.seed * 1_000_003 + epoch)  # the epoch's order; its augmentation: SeededSampler
+        train_loader.sampler.set_epoch(epoch)
         student_net.train()
         sums: dict[str, float] = defaultdict(float)
         bar = tqdm(total=len(train_loader), desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
