@@ -346,8 +346,8 @@ def data_wait_fraction(step_ms: float, steps: int = 20, warmup: int = 1, **cfg_o
     cfg = resolve("r18-none", **{"dataset": "standin", **cfg_overrides})
     train_set, _ = build_datasets(cfg)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
-    loader, _ = training_loader(cfg, train_set, device)  # train.py's loader: persistent workers, seeded augmentation
-    if len(loader) == 0:
+    loader = training_loader(cfg, train_set, device)  # train.py's loader: one iterator over every epoch
+    if loader.batch_sampler.batches_per_epoch == 0:
         raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {len(train_set)} training images")
     batches, waited, start = iter(loader), 0.0, None
     for i in range(warmup + steps):
@@ -356,7 +356,7 @@ def data_wait_fraction(step_ms: float, steps: int = 20, warmup: int = 1, **cfg_o
         before = time.perf_counter()
         try:
             next(batches)
-        except StopIteration:  # a new epoch: persistent workers start prefetching it only now
+        except StopIteration:  # every epoch of the config was consumed: start again
             batches = iter(loader)
             next(batches)
         waited += time.perf_counter() - before

@@ -27,13 +27,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from paperkd.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from paperkd.config import Config, from_dict, validate
 from paperkd.data import VOCSegmentation, default_standin, train_transforms, val_transforms
-from paperkd.data.seeded import SeededDataset, SeededSampler
+from paperkd.data.seeded import EpochBatches, SeededDataset
 from paperkd.data.standin import standin_info
 from paperkd.distill import Distillation, segmentation_loss
 from paperkd.errors import ConfigError, PaperkdError
@@ -116,22 +116,17 @@ def build_datasets(cfg: Config) -> tuple[torch.utils.data.Dataset, torch.utils.d
     return train_set, val_set
 
 
-def training_loader(cfg: Config, train_set: Dataset, device: torch.device,
-                    distributed: bool = False) -> tuple[DataLoader, torch.Generator]:
-    """The training DataLoader and the generator of its order (reseed it, and call `loader.sampler.set_epoch`, before
-    each epoch). Augmentation is seeded per image and epoch (`paperkd.data.seeded`), so the run does not depend on
-    the worker count, and the workers persist across epochs (no start-up wait at each epoch)."""
-    order = torch.Generator()
-    base = (DistributedSampler(train_set, seed=cfg.seed, drop_last=True) if distributed else
-            RandomSampler(train_set, generator=order))
-    workers = loader_workers(cfg.workers)
-    loader = DataLoader(SeededDataset(train_set), batch_size=cfg.batch_size, sampler=SeededSampler(base, cfg.seed),
-                        drop_last=True, num_workers=workers, pin_memory=device.type == "cuda",
-                        persistent_workers=workers > 0,
-                        # its own generator for the workers' base seeds (unused: SeededDataset reseeds per image), so
-                        # that only the sampler draws from `order`, the same with workers or without
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    return loader, order
+def training_loader(cfg: Config, train_set: Dataset, device: torch.device, rank: int = 0,
+                    world_size: int = 1) -> DataLoader:
+    """ONE DataLoader for all the epochs of a run (`paperkd.data.seeded.EpochBatches`): iterate it once, taking
+    `loader.batch_sampler.batches_per_epoch` batches per epoch (set `loader.batch_sampler.start_epoch` first to
+    resume). Order and augmentation are seeded per epoch and image, so the run does not depend on the worker count,
+    and the workers prepare the next epoch's first batches while an epoch ends (no wait at the boundary)."""
+    batches = EpochBatches(len(train_set), cfg.batch_size, cfg.seed, cfg.epochs, rank=rank, world_size=world_size)
+    return DataLoader(SeededDataset(train_set), batch_sampler=batches, num_workers=loader_workers(cfg.workers),
+                      pin_memory=device.type == "cuda",
+                      # its own generator for the workers' base seeds (unused: SeededDataset reseeds per image)
+                      generator=torch.Generator().manual_seed(cfg.seed))
 
 
 def load_teacher(cfg: Config, device: torch.device) -> nn.Module:
@@ -267,10 +262,11 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
 
     # -- data ---------------------------------------------------------------------------------------------------------
     train_set, val_set = build_datasets(cfg)
-    train_loader, loader_rng = training_loader(cfg, train_set, device, ddp.world_size > 1)
+    train_loader = training_loader(cfg, train_set, device, ddp.rank, ddp.world_size)
+    steps_per_epoch = train_loader.batch_sampler.batches_per_epoch
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size if cfg.val_mode == "square" else 1,
                             num_workers=loader_workers(cfg.workers))
-    if len(train_loader) == 0:
+    if steps_per_epoch == 0:
         raise ConfigError(f"batch_size={cfg.batch_size} x {ddp.world_size} process(es) is larger than the "
                           f"{len(train_set)} training images")
 
@@ -295,7 +291,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
 
     optimizer = torch.optim.SGD(param_groups(student, distill if has_connectors else None, cfg), lr=cfg.lr,
                                 momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    max_iter = cfg.epochs * len(train_loader)
+    max_iter = cfg.epochs * steps_per_epoch
     scheduler = poly_schedule(optimizer, max_iter, cfg.poly_power)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp_dtype] if cfg.amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -324,17 +320,16 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     t_start = time.perf_counter()
 
     # -- epochs -------------------------------------------------------------------------------------------------------
-    iteration = start_epoch * len(train_loader)
+    iteration = start_epoch * steps_per_epoch
+    train_loader.batch_sampler.start_epoch = start_epoch
+    batches = iter(train_loader)  # one iterator for every remaining epoch (see training_loader)
     for epoch in range(start_epoch, cfg.epochs):
-        loader_rng.manual_seed(cfg.seed * 1_000_003 + epoch)  # the epoch's order; its augmentation: SeededSampler
-        train_loader.sampler.set_epoch(epoch)
         student_net.train()
         sums: dict[str, float] = defaultdict(float)
-        bar = tqdm(total=len(train_loader), desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+        bar = tqdm(total=steps_per_epoch, desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    leave=False)
-        batches = iter(train_loader)
         epoch_start = time.perf_counter()
-        for _ in range(len(train_loader)):
+        for _ in range(steps_per_epoch):
             with timer.part("data"):
                 images, target = next(batches)
                 images = images.to(device, non_blocking=True, memory_format=memory_format)
@@ -358,8 +353,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
                             {"img/s": f"{bar.n * cfg.batch_size * ddp.world_size / (time.perf_counter() - epoch_start):.1f}"})
         bar.close()
 
-        entry = {"epoch": epoch + 1, "iterations": len(train_loader), "lr": scheduler.get_last_lr()[0],
-                 "loss": {k: v / len(train_loader) for k, v in sums.items()}, "time_s": time.perf_counter() - epoch_start}
+        entry = {"epoch": epoch + 1, "iterations": steps_per_epoch, "lr": scheduler.get_last_lr()[0],
+                 "loss": {k: v / steps_per_epoch for k, v in sums.items()}, "time_s": time.perf_counter() - epoch_start}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             if ddp.main:
                 metrics = evaluate(student, val_loader, device, cfg.num_classes, amp_dtype, progress)

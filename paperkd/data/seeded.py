@@ -1,16 +1,17 @@
-"""Augmentation drawn from (run seed, epoch, image index) alone: the same crops and flips whatever the number of
-loader workers, whether they persist across epochs, which DDP rank loads the image, or where a run was resumed.
+"""Order and augmentation drawn from (run seed, epoch, image index) alone: the same batches, crops and flips
+whatever the number of loader workers, which DDP rank loads the image, or where a run was resumed.
 
-    loader = DataLoader(SeededDataset(train_set), sampler=SeededSampler(base_sampler, seed), ...)
-    loader.sampler.set_epoch(epoch)    # before each epoch
+    batches = EpochBatches(len(train_set), batch_size, seed, epochs)      # every epoch's batches, back to back
+    loader = DataLoader(SeededDataset(train_set), batch_sampler=batches, num_workers=8)
+    it = iter(loader)   # one iterator for the whole run: the workers prepare the next epoch's first batches while
+                        # the current epoch ends, so no step waits at an epoch boundary
 
-Without this, each worker draws from its own random stream, so changing the worker count changes the run, and
-persistent workers (no start-up cost per epoch) would carry their streams across a resume.
+Without this, each worker draws from its own random stream, so changing the worker count changes the run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -23,23 +24,44 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return ((seed * 1_000_003 + epoch) * 1_000_000_007 + index) & _MASK
 
 
-class SeededSampler(Sampler):
-    """Wraps an index sampler (random order, or DDP's shard): yields (index, sample_seed) pairs for `SeededDataset`."""
+def epoch_order(size: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled image order of one epoch: torch.randperm from a generator seeded with (seed, epoch)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(size, generator=generator).tolist()
 
-    def __init__(self, base: Sampler, seed: int):
-        self.base, self.seed, self.epoch = base, seed, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        if hasattr(self.base, "set_epoch"):  # DistributedSampler reshuffles per epoch
-            self.base.set_epoch(epoch)
+class EpochBatches(Sampler):
+    """Batches of (index, sample_seed) for epochs `start_epoch` .. `epochs - 1`, back to back (a `batch_sampler`).
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        for index in self.base:
-            yield int(index), sample_seed(self.seed, self.epoch, int(index))
+    Each epoch has its own order (`epoch_order`) and drops its last partial batch, so every epoch has
+    `batches_per_epoch` batches. With `world_size` > 1 each rank takes every world_size-th image of the order (the
+    order cut to a multiple of world_size first), as DistributedSampler with drop_last does. Set `start_epoch` before
+    iterating to resume.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, epochs: int, rank: int = 0, world_size: int = 1):
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need batch_size >= 1 and 0 <= rank < world_size, got {batch_size}, {rank}, "
+                             f"{world_size}")
+        self.size, self.batch_size, self.seed, self.epochs = size, batch_size, seed, epochs
+        self.rank, self.world_size, self.start_epoch = rank, world_size, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return (self.size // self.world_size) // self.batch_size
+
+    def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
+        order = epoch_order(self.size, self.seed, epoch)
+        mine = order[:self.size - self.size % self.world_size][self.rank::self.world_size]
+        return [[(i, sample_seed(self.seed, epoch, i)) for i in mine[b * self.batch_size:(b + 1) * self.batch_size]]
+                for b in range(self.batches_per_epoch)]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for epoch in range(self.start_epoch, self.epochs):
+            yield from self.epoch_batches(epoch)
 
     def __len__(self) -> int:
-        return len(self.base) if isinstance(self.base, Sized) else 0
+        return max(0, self.epochs - self.start_epoch) * self.batches_per_epoch
 
 
 class SeededDataset(Dataset):
