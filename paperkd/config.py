@@ -68,8 +68,9 @@ class Config:
     max_val_images: int | None = None
     # Measured on an H100 box (16 cores) at crop 513, batch 6, VOC-sized images, within an epoch: with 2 workers the
     # 27 ms plain step waits on data 45 % of the time, with 6 workers 1.0 %, with 8 0.9 %
-    # (results/bench/checks/data-wait-gpu-one-epoch.json). The workers persist across epochs, and the augmentation
-    # is seeded per image and epoch (paperkd.data.seeded), so the worker count never changes a run's numbers.
+    # (results/bench/checks/data-wait-gpu-one-epoch.json); across an epoch boundary 3.8 %, as one loader iterator
+    # spans every epoch (train.training_loader). Augmentation is seeded per image and epoch (paperkd.data.seeded), so
+    # the worker count never changes a run's numbers.
     workers: int = 8
 
     # -- optimisation ------------------------------------------------------------------------------------------------
