@@ -293,6 +293,8 @@ def describe_data(df: pd.DataFrame) -> str:
                      f"{max(walls) / 60:.1f} min per run (wall clock, validation included)")
     commits = sorted({str(r["environment"].get("git_commit")) for r in records})
     lines.append(f"- paperkd git commit: {', '.join(f'`{c}`' for c in commits)}")
+    notes = dict.fromkeys(v for r in records for k, v in r["environment"].items() if k.endswith("_note"))
+    lines += [f"- note: {n}" for n in notes]  # added to records after the run, e.g. a corrected commit
     return "\n".join(lines)
 
 

@@ -228,6 +228,9 @@ def test_describe_data_reads_everything_from_the_records(runs):
     assert "- scale: smoke" in text and "- epochs: 2" in text and "- seeds: 0, 1" in text
     assert "cpu: x86_64, 2 threads" in text and "`abc123`" in text
     assert "- time: 0.00 h of training in all, 0.0 to 0.0 min per run" in text  # three records of 1 s each
+    assert "- note:" not in text
+    runs.loc[0, "record"]["environment"]["git_commit_note"] = "corrected from abc"
+    assert "- note: corrected from abc" in report.describe_data(runs)
     assert report.describe_data(runs.iloc[:0]) == "No run records."
 
 
