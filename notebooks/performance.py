@@ -197,6 +197,17 @@ if all(f in runs for f in cpu.values()):
         f"**{step(cpu['bf16'], 'r18-both')['ratio_to_student']:.2f}** with a bf16 channels_last one, whose forward "
         f"drops from {forward_ms(cpu['fp32']) / 1000:.1f} s to {forward_ms(cpu['bf16']) / 1000:.1f} s: on this CPU, "
         "unlike the H100, reduced precision pays.")
+small = {"fp32": "cpu-257-b2-fp32.json", "bf16": "cpu-257-b2-bf16-channels-last.json"}
+if all(f in runs for f in small.values()):
+    def others(name: str) -> float:
+        return max(r["overhead"] for r in runs[name]["rows"]
+                   if r["kind"] == "distill_step" and r["preset"] != "r18-heo")
+    lines.append(
+        f"- **CPU, every method** (crop 257, batch 2, 1 thread): every method but Heo's costs at most "
+        f"{100 * max(others(small['fp32']), others(small['bf16'])):+.1f} % over its floor; Heo "
+        f"{100 * step(small['fp32'], 'r18-heo')['overhead']:+.1f} % with an fp32 teacher and "
+        f"{100 * step(small['bf16'], 'r18-heo')['overhead']:+.1f} % with a bf16 channels_last one (its six "
+        "connectors weigh more against the cheaper floor).")
 agreement = checks.get("agreement-gpu-teacher", {}).get("results", {})
 if agreement:
     worst_bf16 = min(v["fraction"] for v in agreement.values() if v["dtype"] == "bf16")
