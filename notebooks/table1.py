@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from paperkd import report
+from paperkd import report, separation
 from paperkd.config import TABLE_ROWS
 from paperkd.paper_results import paper_table
 
@@ -65,20 +65,28 @@ print("; ".join(f"{label}: {len(runs)} runs" for label, (runs, _, _) in sources.
 display(Markdown(report.provenance_markdown(sources, missing)))
 
 # %% [markdown]
-# ## Can each column show a gain?
+# ## Which differences are larger than the spread over seeds?
 #
-# Distillation can only help when the teacher is better than the plain student, and a difference between two rows
-# only counts when it exceeds the spread over seeds. Per source, from its records:
+# Two rows count as different only when their seeds do not overlap: every seed of one row above every seed of the
+# other. With 3 seeds each and no real difference, that happens by chance in 1 of the 20 equally likely orderings
+# (p = 0.05, an exact one-sided permutation test; `paperkd.separation`); with fewer seeds it is never evidence.
+# Distillation can only help when the teacher is clearly better than the plain student, so first the teacher against
+# the plain students, then every distilled row against the plain student of its backbone, per source:
 
 # %%
-display(Markdown("\n\n".join(report.teacher_margin_markdown(label, summary) for label, summary in summaries.items())))
+versus = {label: separation.versus(runs, separation.plain_references(ROWS))
+          for label, (runs, _, _) in sources.items()}
+display(Markdown("\n\n".join(report.teacher_margin_markdown(label, runs) for label, (runs, _, _) in sources.items())))
+display(Markdown("\n\n".join(separation.separation_markdown(label, table.drop(index="teacher", errors="ignore"))
+                               for label, table in versus.items())))  # the teacher: in the paragraph above
 
 # %% [markdown]
 # ## The table
 #
 # mIoU in % (final epoch; mean ± sample std over the seeds, n = number of seeds). Gap = ours minus the paper's, in
-# percentage points. The parameter counts of every trained model, read from the records, are checked against the
-# paper's below the table.
+# percentage points. Vs plain student: the row's mean minus that of the student of its backbone without distillation
+# (the teacher: minus the plain ResNet-18), and whether their seeds lie apart (p as above). The parameter counts of
+# every trained model, read from the records, are checked against the paper's below the table.
 
 # %%
 CHECK = {True: "yes", False: ""}
@@ -93,6 +101,8 @@ for label, summary in summaries.items():
     compared = report.compare_with_paper(summary, paper, label=label)
     columns[(label, "mIoU mean ± std (n)")] = compared[f"{label} (mean ± std)"]
     columns[(label, "gap")] = compared["gap"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
+    columns[(label, "vs plain student")] = versus[label].apply(separation.versus_text, axis=1).reindex(
+        paper.index).fillna("")
 table = pd.DataFrame(columns, index=paper.index)
 caption = "Table 1. mIoU (%) and parameters. " + "; ".join(
     f"{label}: {summary['n'].sum()} runs, seeds {sorted({s for ss in summary['seeds'] for s in ss})}"

@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from paperkd import report
+from paperkd import report, separation
 from paperkd.config import PRESETS, TABLE_ROWS, Config
 from paperkd.paper_results import paper_table
 
@@ -68,8 +68,10 @@ display(Markdown(report.provenance_markdown(sources, missing)))
 #
 # mIoU in % (final epoch; mean ± sample std over the seeds, n = number of seeds); gap = ours minus the paper's, in
 # percentage points. Time: mean training iteration in ms. Ratio: the row's time over the time of the same loss at
-# the other position (MIDDLE over END for each loss), from the same source. The tap each row distils is read from
-# the preset.
+# the other position (MIDDLE over END for each loss), from the same source. Vs other position: the row's mean minus
+# that of the same loss at the other position, and whether their seeds lie apart (every seed of one above every seed
+# of the other; with 3 seeds each, p = 0.05 by an exact permutation test, `paperkd.separation`; otherwise "within
+# spread", not evidence of a difference). The tap each row distils is read from the preset.
 
 # %%
 POSITION = {"encoder": "MIDDLE", "decoder": "END"}
@@ -84,6 +86,9 @@ def ratio_to_other_position(times: pd.Series) -> pd.Series:
     return pd.Series({p: times[p] / times[PAIRS[p]] for p in times.index}, dtype=float)
 
 
+# Each loss at one position against the same loss at the other (seeds apart or not: `paperkd.separation`)
+versus = {label: separation.versus(runs, PAIRS) for label, (runs, _, _) in sources.items()}
+
 columns = {
     ("paper (VOC 2012 val, GPU)", "method"): paper["label"],
     ("paper (VOC 2012 val, GPU)", "tap"): pd.Series(taps).map({"MIDDLE": "encoder", "END": "decoder"}),
@@ -97,6 +102,8 @@ for label, summary in summaries.items():
     compared = report.compare_with_paper(summary, paper, label=label)
     columns[(label, "mIoU mean ± std (n)")] = compared[f"{label} (mean ± std)"]
     columns[(label, "gap")] = compared["gap"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
+    columns[(label, "vs other position")] = versus[label].apply(separation.versus_text, axis=1).reindex(
+        paper.index).fillna("")
     columns[(label, "time (ms)")] = summary["time_ms"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
     columns[(label, "time / other position")] = ratio_to_other_position(summary["time_ms"]).map(
         lambda v: "" if pd.isna(v) else f"{v:.2f}")
@@ -107,6 +114,10 @@ caption = ("Table 3. ResNet-18 student, position of the distilled feature: mIoU 
 caption += "; ".join(f"{label}: {summary['n'].sum()} runs, seeds "
                      f"{sorted({s for ss in summary['seeds'] for s in ss})}" for label, summary in summaries.items())
 display(table.style.set_caption(caption))
+# Each loss at the position the paper found worse, against the same loss at its better one (END for the pixel-wise
+# loss, MIDDLE for the pair-wise loss)
+display(Markdown("\n\n".join(separation.separation_markdown(label, table.loc[["r18-pixel-middle", "r18-pair-end"]])
+                               for label, table in versus.items())))
 
 # %% [markdown]
 # ## mIoU and time per position

@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
+from paperkd import separation
 from paperkd.campaign import diverged_runs, ensure_runs
 from paperkd.checkpoint import CHECKPOINT_NAME  # beside record.json in every run folder
 from paperkd.config import Config
@@ -161,26 +162,42 @@ def summarise(df: pd.DataFrame, presets: Iterable[str], metric: str = "miou",
     return pd.DataFrame(rows).set_index("preset")
 
 
-def teacher_margin_markdown(label: str, summary: pd.DataFrame, plain: Iterable[str] = ("r18-none", "mnv2-none"),
+def teacher_margin_markdown(label: str, runs: pd.DataFrame, plain: Iterable[str] = ("r18-none", "mnv2-none"),
                             teacher: str = "teacher") -> str:
-    """One line for a `summarise` table: how far the teacher is above (or below) each plain student, and the largest
-    seed spread, so a reader knows whether the column can show a distillation gain at all."""
-    if teacher not in summary.index or summary.loc[teacher, "n"] == 0:
+    """One paragraph for a source's runs: how far the teacher's mean is above (or below) each plain student's and
+    whether their seeds lie apart (`paperkd.separation`), so a reader knows whether the column can show a
+    distillation gain at all."""
+    scores = separation.seed_scores(runs, teacher)
+    if not len(scores):
         return f"**{label}**: no teacher run, so nothing to compare the students with."
-    t = summary.loc[teacher, "miou_mean"]
-    parts = []
+    parts, clear = [], True
     for preset in plain:
-        if preset in summary.index and summary.loc[preset, "n"] > 0:
-            gap = round(t - summary.loc[preset, "miou_mean"], 2)
-            parts.append(f"{gap:+.2f} points over `{preset}`" if gap > 0 else
-                         f"**{-gap:.2f} points below** `{preset}`" if gap < 0 else f"**level with** `{preset}`")
-    spread = summary["miou_std"].max()
-    spread_text = (f"the largest seed spread of a row is {spread:.2f} points, so differences between rows smaller "
-                   "than that are not evidence" if not math.isnan(spread) else
-                   "every row has a single seed, so there is no spread to judge differences between rows by")
-    warning = ("; a teacher no better than its students cannot be expected to improve them, so this column says "
-               "nothing about the method's gain") if any("below" in p or "level" in p for p in parts) else ""
-    return f"**{label}**: the teacher ({t:.2f}) is {', '.join(parts) or 'alone'}{warning}; {spread_text}."
+        base = separation.seed_scores(runs, preset)
+        if not len(base):
+            continue
+        gap = round(scores.mean() - base.mean(), 2)
+        verdict = separation.separation(scores, base)
+        clear &= verdict == separation.HIGHER and separation.is_evidence(verdict, len(scores), len(base))
+        where = (f"{gap:+.2f} points over `{preset}`" if gap > 0 else
+                 f"**{-gap:.2f} points below** `{preset}`" if gap < 0 else f"**level with** `{preset}`")
+        parts.append(f"{where} ({_verdict_words(verdict, scores, base)})")
+    spread = f" ± {scores.std(ddof=1):.2f}" if len(scores) > 1 else ""
+    teacher_text = f"the teacher ({scores.mean():.2f}{spread}, {len(scores)} seed{'s' * (len(scores) > 1)})"
+    warning = ("; a teacher not clearly better than a student cannot be expected to improve it, so the rows of that "
+               "student say little about the method's gain") if parts and not clear else ""
+    return f"**{label}**: {teacher_text} is {', '.join(parts) or 'alone'}{warning}."
+
+
+def _verdict_words(verdict: str, scores: np.ndarray, reference: np.ndarray) -> str:
+    if verdict in (separation.HIGHER, separation.LOWER):
+        p = separation.separation_p(len(scores), len(reference))
+        side = "above" if verdict == separation.HIGHER else "below"
+        evidence = separation.is_evidence(verdict, len(scores), len(reference))
+        enough = "" if evidence else ", too few seeds to be evidence"
+        return f"every seed {side} every seed of it, p = {p:.2g}{enough}"
+    if verdict == separation.OVERLAP:
+        return "their seeds overlap: not evidence of a difference"
+    return "a single seed on one side: no spread to judge by"
 
 
 def _time_columns(df: pd.DataFrame) -> list[str]:

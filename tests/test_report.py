@@ -210,16 +210,31 @@ def test_teacher_margin_says_when_a_column_cannot_show_a_gain(tmp_path):
     make_record(tmp_path, "r18-none", 0, 0.60)
     make_record(tmp_path, "r18-none", 1, 0.64)
     make_record(tmp_path, "mnv2-none", 0, 0.40)
-    text = report.teacher_margin_markdown("gpu", report.summarise(load_records(tmp_path), TABLE_ROWS["table1"]))
-    assert "**12.00 points below** `r18-none`" in text and "+10.00 points over `mnv2-none`" in text
-    assert "says nothing about the method's gain" in text and "2.83 points" in text  # std of 60 and 64
+    text = report.teacher_margin_markdown("gpu", load_records(tmp_path))
+    assert "the teacher (50.00, 1 seed)" in text
+    assert "**12.00 points below** `r18-none` (a single seed on one side" in text
+    assert "+10.00 points over `mnv2-none`" in text and "cannot be expected to improve it" in text
     make_record(tmp_path / "level", "teacher", 0, 0.50)
     make_record(tmp_path / "level", "r18-none", 0, 0.50)
-    level_runs = report.summarise(load_records(tmp_path / "level"), ["teacher", "r18-none"])
-    level = report.teacher_margin_markdown("x", level_runs)
-    assert "**level with** `r18-none`" in level and "says nothing" in level
-    empty = report.summarise(load_records(tmp_path / "none"), TABLE_ROWS["table1"])
-    assert "no teacher run" in report.teacher_margin_markdown("none", empty)
+    level = report.teacher_margin_markdown("x", load_records(tmp_path / "level"))
+    assert "**level with** `r18-none`" in level and "cannot be expected" in level
+    assert "no teacher run" in report.teacher_margin_markdown("none", load_records(tmp_path / "none"))
+
+
+def test_teacher_margin_is_clear_only_when_every_seed_is_above_with_three_seeds_each(tmp_path):
+    for seed, (t, r18, mnv2) in enumerate([(0.25, 0.21, 0.16), (0.26, 0.22, 0.12), (0.24, 0.215, 0.17)]):
+        make_record(tmp_path, "teacher", seed, t)
+        make_record(tmp_path, "r18-none", seed, r18)
+        make_record(tmp_path, "mnv2-none", seed, mnv2)
+    text = report.teacher_margin_markdown("cpu", load_records(tmp_path))
+    assert "the teacher (25.00 ± 1.00, 3 seeds)" in text
+    assert "+3.50 points over `r18-none` (every seed above every seed of it, p = 0.05)" in text
+    assert "+10.00 points over `mnv2-none` (every seed above every seed of it, p = 0.05)" in text
+    assert "cannot be expected" not in text
+    make_record(tmp_path, "r18-none", 2, 0.245)  # now one plain seed beats the teacher's worst: overlap
+    overlap = report.teacher_margin_markdown("cpu", load_records(tmp_path))
+    assert "`r18-none` (their seeds overlap: not evidence of a difference)" in overlap
+    assert "cannot be expected to improve it" in overlap
 
 
 def test_describe_data_reads_everything_from_the_records(runs):

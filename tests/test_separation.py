@@ -1,0 +1,74 @@
+"""The rule that says whether two rows differ by more than the spread over seeds, on hand-made run tables."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from paperkd import separation as sep
+
+
+def runs_of(scores: dict[str, list[float]]) -> pd.DataFrame:
+    """A runs table as `load_records` gives it (mIoU as a fraction), one row per seed."""
+    rows = [{"preset": preset, "seed": seed, "miou": value / 100}
+            for preset, values in scores.items() for seed, value in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_separation_p_is_one_over_the_number_of_orderings():
+    assert sep.separation_p(3, 3) == pytest.approx(1 / 20)
+    assert sep.separation_p(2, 2) == pytest.approx(1 / 6)
+    assert sep.separation_p(1, 3) == pytest.approx(1 / 4)
+    # Check 3 vs 3 by brute force: of all 6! orderings of six distinct scores, the share in which three given ones
+    # are the top three.
+    from itertools import permutations
+    top = sum(set(order[:3]) == {0, 1, 2} for order in permutations(range(6)))
+    assert top / math.factorial(6) == pytest.approx(sep.separation_p(3, 3))
+
+
+@pytest.mark.parametrize("scores, reference, verdict", [
+    ([22.0, 23.0, 24.0], [20.0, 21.0, 21.5], sep.HIGHER),
+    ([10.0, 11.0, 12.0], [20.0, 21.0, 21.5], sep.LOWER),
+    ([20.5, 23.0, 24.0], [20.0, 21.0, 21.5], sep.OVERLAP),  # interleaved
+    ([21.5, 23.0, 24.0], [20.0, 21.0, 21.5], sep.OVERLAP),  # touching: a tie is not apart
+    ([30.0], [20.0, 21.0, 21.5], sep.TOO_FEW),
+    ([], [20.0], sep.NO_RUNS),
+])
+def test_separation_verdicts(scores, reference, verdict):
+    assert sep.separation(np.array(scores), np.array(reference)) == verdict
+
+
+def test_versus_gives_delta_verdict_p_and_evidence():
+    runs = runs_of({"r18-none": [21.0, 22.0, 23.0], "r18-pixel": [12.0, 17.0, 19.0], "r18-pair": [20.0, 21.0, 22.0],
+                    "r18-both": [24.0, 25.0], "r18-gat": [30.0]})
+    table = sep.versus(runs, sep.plain_references(["r18-none", "r18-pixel", "r18-pair", "r18-both", "r18-gat",
+                                                   "r18-heo"]))
+    assert list(table.index) == ["r18-pixel", "r18-pair", "r18-both", "r18-gat", "r18-heo"]
+    pixel = table.loc["r18-pixel"]
+    assert pixel["reference"] == "r18-none" and pixel["delta"] == pytest.approx(16.0 - 22.0)
+    assert pixel["verdict"] == sep.LOWER and pixel["p"] == pytest.approx(0.05) and pixel["evidence"]
+    assert table.loc["r18-pair", "verdict"] == sep.OVERLAP and math.isnan(table.loc["r18-pair", "p"])
+    both = table.loc["r18-both"]  # apart, but 2 seeds against 3 give p = 0.1: not evidence
+    assert both["verdict"] == sep.HIGHER and both["p"] == pytest.approx(0.1) and not both["evidence"]
+    assert table.loc["r18-gat", "verdict"] == sep.TOO_FEW and not table.loc["r18-gat", "evidence"]
+    assert table.loc["r18-heo", "verdict"] == sep.NO_RUNS and math.isnan(table.loc["r18-heo", "delta"])
+    assert sep.versus_text(pixel) == "-6.00, lower (p = 0.05)"
+    assert sep.versus_text(table.loc["r18-pair"]) == "-1.00, within spread"
+    assert sep.versus_text(table.loc["r18-heo"]) == ""
+    text = sep.separation_markdown("cpu", table)
+    assert "apart from their reference" in text and "`r18-pixel` -6.00 vs `r18-none`" in text
+    assert "too few seeds to be evidence: `r18-both` +2.50" in text
+    assert "within the spread over seeds (not evidence of a difference): `r18-pair` -1.00" in text
+    assert "single seed on one side (no spread to judge by): `r18-gat`" in text
+    assert "r18-heo" not in text
+
+
+def test_plain_references_map_students_to_their_backbone_and_the_teacher_to_r18():
+    refs = sep.plain_references(["teacher", "r18-none", "r18-pixel", "mnv2-none", "mnv2-both"])
+    assert refs == {"teacher": "r18-none", "r18-pixel": "r18-none", "mnv2-both": "mnv2-none"}
+
+
+def test_separation_markdown_without_runs():
+    table = sep.versus(runs_of({}), {"r18-pixel": "r18-none"})
+    assert sep.separation_markdown("gpu", table) == "**gpu**: no row has runs on both sides of a comparison."
