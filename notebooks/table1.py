@@ -77,8 +77,8 @@ display(Markdown(report.provenance_markdown(sources, missing)))
 versus = {label: separation.versus(runs, separation.plain_references(ROWS))
           for label, (runs, _, _) in sources.items()}
 display(Markdown("\n\n".join(report.teacher_margin_markdown(label, runs) for label, (runs, _, _) in sources.items())))
-display(Markdown("\n\n".join(separation.separation_markdown(label, table.drop(index="teacher", errors="ignore"))
-                               for label, table in versus.items())))  # the teacher: in the paragraph above
+display(Markdown("\n\n".join(separation.separation_markdown(label, rows.drop(index="teacher", errors="ignore"))
+                               for label, rows in versus.items())))  # the teacher: in the paragraph above
 
 # %% [markdown]
 # ## The table

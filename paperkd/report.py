@@ -11,6 +11,7 @@ Conventions, stated once:
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -417,6 +418,41 @@ def plot_miou_bars(summaries: Mapping[str, pd.DataFrame], presets: Iterable[str]
     return fig
 
 
+def plot_seed_scores(sources: Mapping[str, pd.DataFrame], references: Mapping[str, str], presets: Iterable[str],
+                     labels: Mapping[str, str] | None = None, title: str = "") -> plt.Figure:
+    """Every seed's mIoU (%) as a dot per row, one panel per source, with the range of the row's reference (its plain
+    student, `paperkd.separation.plain_references`) shaded behind it: a row whose dots all lie outside the shaded band
+    is apart from its reference (`paperkd.separation.separation`); dots inside it are within the seed spread."""
+    presets = list(presets)
+    labels = labels or {}
+    fig, axes = plt.subplots(1, len(sources), figsize=(4.6 * len(sources), 0.38 * len(presets) + 1.8), sharey=True,
+                             squeeze=False)
+    positions = np.arange(len(presets))
+    for ax, (name, runs) in zip(axes[0], sources.items()):
+        for y, preset in zip(positions, presets):
+            scores = separation.seed_scores(runs, preset)
+            base = separation.seed_scores(runs, references.get(preset, ""))
+            if len(base) > 1:
+                ax.fill_betweenx([y - 0.4, y + 0.4], base.min(), base.max(), color="tab:gray", alpha=0.25, lw=0)
+            elif len(base):  # a single reference seed: a line, not an invisible zero-width band
+                ax.plot([base[0], base[0]], [y - 0.4, y + 0.4], color="tab:gray", alpha=0.6, lw=2)
+            verdict = separation.separation(scores, base) if len(base) else separation.NO_RUNS
+            color = {separation.HIGHER: "tab:green", separation.LOWER: "tab:red"}.get(verdict, "tab:blue")
+            ax.plot(scores, np.full(len(scores), y), "o", color=color, ms=5, alpha=0.85)
+            if not len(scores):
+                ax.annotate(NOT_RUN, (0, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
+                            xycoords=("axes fraction", "data"))
+        ax.set_title(textwrap.fill(name, 38), fontsize=10)
+        ax.set_xlabel("mIoU (%), one dot per seed")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].set_yticks(positions, [labels.get(p, p) for p in presets])
+    axes[0, 0].invert_yaxis()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_time_breakdown(summary: pd.DataFrame, presets: Iterable[str], labels: Mapping[str, str] | None = None,
                         title: str = "") -> plt.Figure:
     """Stacked bars of the mean training iteration (ms) split into its timed parts, one bar per preset."""
@@ -462,6 +498,6 @@ def plot_prediction_grid(rows: list[Mapping[str, np.ndarray]], title: str = "") 
 
 __all__ = ["DIVERGED", "NOT_RUN", "TIME_PARTS", "TIME_PART_LABELS", "checkpoint_path", "compare_with_paper",
            "data_label", "describe_data", "device_label", "ensure_rows", "epoch_history", "label_sources",
-           "mean_std_text", "no_campaign_markdown", "plot_miou_bars", "plot_prediction_grid", "plot_time_breakdown",
-           "plot_training_curves", "provenance_markdown", "reading_label", "sources_markdown", "summarise",
+           "mean_std_text", "no_campaign_markdown", "plot_miou_bars", "plot_prediction_grid", "plot_seed_scores",
+           "plot_time_breakdown", "plot_training_curves", "provenance_markdown", "reading_label", "sources_markdown", "summarise",
            "table_runs", "table_sources", "teacher_margin_markdown", "time_breakdown", "time_ratio"]

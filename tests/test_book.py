@@ -13,7 +13,7 @@ from paperkd import book
 from paperkd.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_PAGES = ("table1", "table2", "table3", "figure2")  # the paper's tables and figure, rebuilt from run records
+RESULTS_PAGES = ("table1", "table2", "table3", "figure2", "findings")  # the paper's tables and figure, rebuilt from run records
 BOOK_PARAMETERS = {"data_root", "dataset", "scale", "seeds", "epochs", "device", "results", "reuse"}
 EQUATION_LABELS = ("eq-gam", "eq-gat", "eq-gat-total", "eq-partial-l2", "eq-pixelwise", "eq-pool", "eq-similarity",
                    "eq-pairwise", "eq-total")  # eq. 1-9 in the paper's order
@@ -224,14 +224,19 @@ def test_results_pages_show_tables_and_figures_from_the_records():
         assert page.count("<img") >= 1, name
         assert "ours (stand-in, smoke)" in page, name  # the data and scale are in the header, never "VOC" for ours
         assert "synthetic stand-in (NOT Pascal VOC)" in page and "paperkd git commit" in page, name
-        if name != "figure2":
+        if name.startswith("table"):
             assert "<table" in page and "paper (VOC 2012 val" in page, name
+            assert "vs plain student" in page or "vs other position" in page, name
     table1 = (html / "book" / "executed" / "table1.html").read_text()
     for value in ("74.78", "66.59", "69.21", "64.71", "59.3", "16.6", "5.8"):
         assert value in table1, value
     table2 = (html / "book" / "executed" / "table2.html").read_text()
     assert "74.48" in table2 and "ratio to no distillation" in table2 and "time measured on" in table2
     assert "3.04" in table2  # the paper's teacher: 760 / 250 ms
+    findings = (html / "book" / "executed" / "findings.html").read_text()
+    assert "<table" in findings and "vs plain student" in findings and "p = 1/20 = 0.05" in findings
+    for preset in ("r18-pixel-middle", "mnv2-both", "r18-heo"):  # every row of Tables 1-3 is on it
+        assert preset in findings, preset
     intro = (html / "book" / "intro.html").read_text()
     for name in RESULTS_PAGES:
         assert f'href="executed/{name}.html"' in intro, name

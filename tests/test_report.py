@@ -288,6 +288,25 @@ def test_time_breakdown_bars_are_stacked(runs):
     plt.close(fig)
 
 
+def test_seed_scores_dot_every_seed_and_colour_rows_apart_from_their_plain_student(tmp_path):
+    for seed, (none, pixel, pair) in enumerate([(0.21, 0.12, 0.20), (0.23, 0.17, 0.22), (0.22, 0.19, 0.235)]):
+        make_record(tmp_path, "r18-none", seed, none)
+        make_record(tmp_path, "r18-pixel", seed, pixel)
+        make_record(tmp_path, "r18-pair", seed, pair)
+    rows = ["r18-none", "r18-pixel", "r18-pair", "r18-both"]
+    fig = report.plot_seed_scores({"cpu": load_records(tmp_path)}, {"r18-pixel": "r18-none", "r18-pair": "r18-none",
+                                                                     "r18-both": "r18-none"}, rows)
+    ax = fig.axes[0]
+    dots = [line for line in ax.lines if line.get_marker() == "o"]
+    assert [sorted(line.get_xdata()) for line in dots[:3]] == [pytest.approx([21, 22, 23]),
+                                                               pytest.approx([12, 17, 19]),
+                                                               pytest.approx([20, 22, 23.5])]
+    assert [line.get_color() for line in dots[:3]] == ["tab:blue", "tab:red", "tab:blue"]  # pixel: all below
+    assert len(ax.collections) == 3  # the plain student's band behind each compared row, r18-both included
+    assert "not run" in [t.get_text() for t in ax.texts]  # r18-both has no runs
+    plt.close(fig)
+
+
 def test_training_curves_and_prediction_grid(runs):
     fig = report.plot_training_curves(runs, ["r18-none", "r18-both"])
     assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 2

@@ -1,0 +1,112 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # What the runs show
+#
+# Every row of Tables 1-3 on one page, per source of runs (this build's own runs, then each committed campaign):
+# the mIoU of every seed, each distilled student against the student of its backbone trained without distillation,
+# and the teacher against the plain students. It answers the two questions a reader of the tables has: *could
+# distillation help at all here* (is the teacher clearly better than the students?) and *did it* (which rows differ
+# from the plain student by more than the spread over seeds?).
+#
+# **The rule.** Two rows count as different only when their seeds do not overlap: every seed of one row above every
+# seed of the other. With 3 seeds each and no real difference, all 20 ways of splitting the six scores into a top
+# three and a bottom three are equally likely, so such a separation in a given direction happens by chance with
+# p = 1/20 = 0.05 (an exact one-sided permutation test that assumes nothing about how scores are distributed;
+# `paperkd.separation`). Fewer seeds never count as evidence: 2 against 2 gives p = 1/6 at best, a single seed has
+# no spread at all.
+#
+# Every number is read from the run records on disk; the data, scale, machine and training time of each source are
+# listed below. Numbers from a stand-in data set are **not** VOC numbers: they compare methods on that stand-in only.
+
+# %% tags=["parameters"]
+data_root = None  # None: the embedded default stand-in
+dataset = "standin"  # "standin" or "voc"
+scale = "smoke"  # smoke | cpu | gpu | paper
+seeds = [0]
+epochs = None  # None: the scale's
+device = "cpu"
+results = "runs/book"  # the runs this page trains (if missing) and reads
+reuse = True
+# committed campaign records, each folder its own columns: the CPU campaign, the GPU (H100) campaign, and the
+# CPU runs of the pixel-wise reading "paper-mean" that collapse (see the paper-vs-code page)
+campaigns = ["results/cpu-standin-voclabels", "results/gpu-standin-voclabels-160",
+             "results/cpu-standin-voclabels-paper-mean"]
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from paperkd import report, separation
+from paperkd.config import TABLE_ROWS
+from paperkd.paper_results import paper_table
+
+ROWS = list(dict.fromkeys(p for table in ("table1", "table2", "table3") for p in TABLE_ROWS[table]))
+REFERENCES = separation.plain_references(ROWS)
+sources, missing = report.table_sources(ROWS, seeds, campaigns=campaigns, scale=scale, dataset=dataset,
+                                       data_root=data_root, results=results, device=device, epochs=epochs,
+                                       reuse=reuse)
+summaries = {label: report.summarise(runs, ROWS, diverged=failed) for label, (runs, _, failed) in sources.items()}
+versus = {label: separation.versus(runs, REFERENCES) for label, (runs, _, _) in sources.items()}
+print("; ".join(f"{label}: {len(runs)} runs" for label, (runs, _, _) in sources.items()))
+
+# %% [markdown]
+# ## Where the numbers come from
+#
+# Data, scale (epochs, crop, images), machine and training time of each source, read from its records:
+
+# %%
+display(Markdown(report.provenance_markdown(sources, missing)))
+
+# %% [markdown]
+# ## Could distillation help? The teacher against the plain students
+
+# %%
+display(Markdown("\n\n".join(report.teacher_margin_markdown(label, runs) for label, (runs, _, _) in sources.items())))
+
+# %% [markdown]
+# ## Did it? Every row against its plain student
+#
+# mIoU in % (final epoch; mean ± sample std over the seeds, n = number of seeds). Vs plain student: the row's mean
+# minus that of the student of its backbone without distillation (the teacher: minus the plain ResNet-18), then the
+# verdict of the rule above, with p where the seeds lie apart.
+
+# %%
+titles = {**paper_table("table1")["label"].to_dict(), **paper_table("table2")["label"].to_dict(),
+          **paper_table("table3")["label"].to_dict()}
+labels = {p: f"{p}: {titles.get(p, p)}" for p in ROWS}
+columns = {("", "row"): pd.Series(labels)}
+for label, summary in summaries.items():
+    columns[(label, "mIoU mean ± std (n)")] = pd.Series(
+        {p: report.mean_std_text(r["miou_mean"], r["miou_std"], int(r["n"]), diverged=int(r["diverged"]))
+         for p, r in summary.iterrows()})
+    columns[(label, "vs plain student")] = versus[label].apply(separation.versus_text, axis=1).reindex(ROWS).fillna("")
+table = pd.DataFrame(columns, index=ROWS)
+display(table.style.hide(axis="index").set_caption("Every row of Tables 1-3, per source of runs (mIoU, %)"))
+display(Markdown("\n\n".join(separation.separation_markdown(label, rows.drop(index="teacher", errors="ignore"))
+                               for label, rows in versus.items())))
+
+# %% [markdown]
+# ## Every seed
+#
+# One dot per seed; the grey band spans the seeds of the row's plain student (the teacher's: the plain ResNet-18).
+# Green: every seed above the band; red: every seed below it; blue: within the spread or too few seeds to judge.
+
+# %%
+report.plot_seed_scores({label: runs for label, (runs, _, _) in sources.items()}, REFERENCES, ROWS,
+                        title="mIoU of every seed, against the plain student's range")
+plt.show()
