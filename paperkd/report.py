@@ -382,6 +382,27 @@ def plot_training_curves(df: pd.DataFrame, presets: Iterable[str], labels: Mappi
     return fig
 
 
+def _row_panels(count: int, presets: list[str], width: float) -> tuple[plt.Figure, np.ndarray, np.ndarray]:
+    """`count` side-by-side panels sharing one y axis of `presets` (one row each): figure, axes, row positions."""
+    fig, axes = plt.subplots(1, count, figsize=(width * count, 0.38 * len(presets) + 1.8), sharey=True,
+                             squeeze=False)
+    return fig, axes, np.arange(len(presets))
+
+
+def _panel_title(ax: plt.Axes, name: str) -> None:
+    ax.set_title(textwrap.fill(name, 38), fontsize=10)  # source labels are long; unwrapped they run into each other
+
+
+def _finish_row_panels(fig: plt.Figure, axes: np.ndarray, presets: list[str], labels: Mapping[str, str],
+                       title: str) -> plt.Figure:
+    axes[0, 0].set_yticks(np.arange(len(presets)), [labels.get(p, p) for p in presets])
+    axes[0, 0].invert_yaxis()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_miou_bars(summaries: Mapping[str, pd.DataFrame], presets: Iterable[str],
                    labels: Mapping[str, str] | None = None, paper: pd.Series | None = None,
                    title: str = "") -> plt.Figure:
@@ -397,9 +418,7 @@ def plot_miou_bars(summaries: Mapping[str, pd.DataFrame], presets: Iterable[str]
         summary = summary.reindex(presets)
         failed = summary["diverged"].fillna(0) if "diverged" in summary else pd.Series(0, index=summary.index)
         panels.append((name, summary["miou_mean"], summary["miou_std"], failed))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.35 * len(presets) + 1.8), sharey=True,
-                             squeeze=False)
-    positions = np.arange(len(presets))
+    fig, axes, positions = _row_panels(len(panels), presets, width=4.2)
     for ax, (name, means, stds, failed) in zip(axes[0], panels):
         errors = None if stds is None else stds.to_numpy(dtype=float)  # NaN (a single seed): no error bar
         ax.barh(positions, means.fillna(0).to_numpy(), xerr=errors, capsize=3,
@@ -408,14 +427,10 @@ def plot_miou_bars(summaries: Mapping[str, pd.DataFrame], presets: Iterable[str]
             text = (DIVERGED if lost else NOT_RUN) if math.isnan(value) else f"{value:.1f}"
             ax.annotate(text, (0 if math.isnan(value) else value, y), xytext=(4, 0), textcoords="offset points",
                         va="center", fontsize=8)
-        ax.set(title=name, xlabel="mIoU (%)")
+        _panel_title(ax, name)
+        ax.set_xlabel("mIoU (%)")
         ax.margins(x=0.25)
-    axes[0, 0].set_yticks(positions, [labels.get(p, p) for p in presets])
-    axes[0, 0].invert_yaxis()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish_row_panels(fig, axes, presets, labels, title)
 
 
 def plot_seed_scores(sources: Mapping[str, pd.DataFrame], references: Mapping[str, str], presets: Iterable[str],
@@ -425,9 +440,7 @@ def plot_seed_scores(sources: Mapping[str, pd.DataFrame], references: Mapping[st
     is apart from its reference (`paperkd.separation.separation`); dots inside it are within the seed spread."""
     presets = list(presets)
     labels = labels or {}
-    fig, axes = plt.subplots(1, len(sources), figsize=(4.6 * len(sources), 0.38 * len(presets) + 1.8), sharey=True,
-                             squeeze=False)
-    positions = np.arange(len(presets))
+    fig, axes, positions = _row_panels(len(sources), presets, width=4.6)
     for ax, (name, runs) in zip(axes[0], sources.items()):
         for y, preset in zip(positions, presets):
             scores = separation.seed_scores(runs, preset)
@@ -442,15 +455,10 @@ def plot_seed_scores(sources: Mapping[str, pd.DataFrame], references: Mapping[st
             if not len(scores):
                 ax.annotate(NOT_RUN, (0, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
                             xycoords=("axes fraction", "data"))
-        ax.set_title(textwrap.fill(name, 38), fontsize=10)
+        _panel_title(ax, name)
         ax.set_xlabel("mIoU (%), one dot per seed")
         ax.grid(axis="x", alpha=0.3)
-    axes[0, 0].set_yticks(positions, [labels.get(p, p) for p in presets])
-    axes[0, 0].invert_yaxis()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish_row_panels(fig, axes, presets, labels, title)
 
 
 def plot_time_breakdown(summary: pd.DataFrame, presets: Iterable[str], labels: Mapping[str, str] | None = None,
