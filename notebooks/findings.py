@@ -22,12 +22,13 @@
 # distillation help at all here* (is the teacher clearly better than the students?) and *did it* (which rows differ
 # from the plain student by more than the spread over seeds?).
 #
-# **The rule.** Two rows count as different only when their seeds do not overlap: every seed of one row above every
-# seed of the other. With 3 seeds each and no real difference, all 20 ways of splitting the six scores into a top
-# three and a bottom three are equally likely, so such a separation in a given direction happens by chance with
-# p = 1/20 = 0.05 (an exact one-sided permutation test that assumes nothing about how scores are distributed;
-# `paperkd.separation`). Fewer seeds never count as evidence: 2 against 2 gives p = 1/6 at best, a single seed has
-# no spread at all.
+# **The rule.** Two rows count as apart only when their seeds do not overlap: every seed of one row above every seed
+# of the other. If the two rows do not really differ, all 20 ways of splitting six scores into a top three and a
+# bottom three are equally likely, and 2 of them separate the rows, so with 3 seeds each a separation happens by
+# chance with p = 2/20 = 0.1 (an exact permutation test that assumes nothing about how the scores are distributed;
+# `paperkd.separation` says what it does assume). Fewer seeds are never counted as evidence: 2 against 2 separate by
+# chance with p = 1/3, and a single seed has no spread at all. Each paragraph below says how many separations chance
+# alone would give among its comparisons.
 #
 # Every number is read from the run records on disk; the data, scale, machine and training time of each source are
 # listed below. Numbers from a stand-in data set are **not** VOC numbers: they compare methods on that stand-in only.
@@ -61,7 +62,7 @@ sources, missing = report.table_sources(ROWS, seeds, campaigns=campaigns, scale=
                                        data_root=data_root, results=results, device=device, epochs=epochs,
                                        reuse=reuse)
 summaries = {label: report.summarise(runs, ROWS, diverged=failed) for label, (runs, _, failed) in sources.items()}
-versus = {label: separation.versus(runs, REFERENCES) for label, (runs, _, _) in sources.items()}
+versus = {label: separation.versus(runs, REFERENCES, diverged=failed) for label, (runs, _, failed) in sources.items()}
 print("; ".join(f"{label}: {len(runs)} runs" for label, (runs, _, _) in sources.items()))
 
 # %% [markdown]
@@ -94,7 +95,7 @@ for label, summary in summaries.items():
     columns[(label, "mIoU mean ± std (n)")] = pd.Series(
         {p: report.mean_std_text(r["miou_mean"], r["miou_std"], int(r["n"]), diverged=int(r["diverged"]))
          for p, r in summary.iterrows()})
-    columns[(label, "vs plain student")] = versus[label].apply(separation.versus_text, axis=1).reindex(ROWS).fillna("")
+    columns[(label, "vs plain student")] = separation.versus_column(versus[label], ROWS)
 table = pd.DataFrame(columns, index=ROWS)
 display(table.style.hide(axis="index").set_caption("Every row of Tables 1-3, per source of runs (mIoU, %)"))
 display(Markdown("\n\n".join(separation.separation_markdown(label, rows.drop(index="teacher", errors="ignore"))
@@ -104,9 +105,11 @@ display(Markdown("\n\n".join(separation.separation_markdown(label, rows.drop(ind
 # ## Every seed
 #
 # One dot per seed; the grey band spans the seeds of the row's plain student (the teacher's: the plain ResNet-18).
-# Green: every seed above the band; red: every seed below it; blue: within the spread or too few seeds to judge.
+# Green: every seed above the band; red: every seed below it; blue: seeds overlapping the band, or too few seeds
+# to judge.
 
 # %%
 report.plot_seed_scores({label: runs for label, (runs, _, _) in sources.items()}, REFERENCES, ROWS,
-                        title="mIoU of every seed, against the plain student's range")
+                        title="mIoU of every seed, against the plain student's range",
+                        diverged={label: failed for label, (_, _, failed) in sources.items()})
 plt.show()

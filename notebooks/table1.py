@@ -67,15 +67,16 @@ display(Markdown(report.provenance_markdown(sources, missing)))
 # %% [markdown]
 # ## Which differences are larger than the spread over seeds?
 #
-# Two rows count as different only when their seeds do not overlap: every seed of one row above every seed of the
-# other. With 3 seeds each and no real difference, that happens by chance in 1 of the 20 equally likely orderings
-# (p = 0.05, an exact one-sided permutation test; `paperkd.separation`); with fewer seeds it is never evidence.
-# Distillation can only help when the teacher is clearly better than the plain student, so first the teacher against
-# the plain students, then every distilled row against the plain student of its backbone, per source:
+# Two rows count as apart only when their seeds do not overlap: every seed of one row above every seed of the other.
+# With 3 seeds each and no real difference, a separation in one direction or the other happens by chance with
+# p = 2/20 = 0.1 (an exact permutation test; `paperkd.separation` states its assumptions); with fewer seeds it is
+# never counted as evidence. Distillation can only help when the teacher is clearly better than the plain student,
+# so first the teacher against the plain students, then every distilled row against the plain student of its
+# backbone, per source:
 
 # %%
-versus = {label: separation.versus(runs, separation.plain_references(ROWS))
-          for label, (runs, _, _) in sources.items()}
+versus = {label: separation.versus(runs, separation.plain_references(ROWS), diverged=failed)
+          for label, (runs, _, failed) in sources.items()}
 display(Markdown("\n\n".join(report.teacher_margin_markdown(label, runs) for label, (runs, _, _) in sources.items())))
 display(Markdown("\n\n".join(separation.separation_markdown(label, rows.drop(index="teacher", errors="ignore"))
                                for label, rows in versus.items())))  # the teacher: in the paragraph above
@@ -101,8 +102,7 @@ for label, summary in summaries.items():
     compared = report.compare_with_paper(summary, paper, label=label)
     columns[(label, "mIoU mean ± std (n)")] = compared[f"{label} (mean ± std)"]
     columns[(label, "gap")] = compared["gap"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
-    columns[(label, "vs plain student")] = versus[label].apply(separation.versus_text, axis=1).reindex(
-        paper.index).fillna("")
+    columns[(label, "vs plain student")] = separation.versus_column(versus[label], paper.index)
 table = pd.DataFrame(columns, index=paper.index)
 caption = "Table 1. mIoU (%) and parameters. " + "; ".join(
     f"{label}: {summary['n'].sum()} runs, seeds {sorted({s for ss in summary['seeds'] for s in ss})}"

@@ -70,8 +70,8 @@ display(Markdown(report.provenance_markdown(sources, missing)))
 # percentage points. Time: mean training iteration in ms. Ratio: the row's time over the time of the same loss at
 # the other position (MIDDLE over END for each loss), from the same source. Vs other position: the row's mean minus
 # that of the same loss at the other position, and whether their seeds lie apart (every seed of one above every seed
-# of the other; with 3 seeds each, p = 0.05 by an exact permutation test, `paperkd.separation`; otherwise "within
-# spread", not evidence of a difference). The tap each row distils is read from the preset.
+# of the other; with 3 seeds each and no real difference that happens by chance with p = 0.1, an exact permutation
+# test, `paperkd.separation`; "seeds overlap" is no evidence of a difference). The tap each row distils is read from the preset.
 
 # %%
 POSITION = {"encoder": "MIDDLE", "decoder": "END"}
@@ -87,7 +87,7 @@ def ratio_to_other_position(times: pd.Series) -> pd.Series:
 
 
 # Each loss at one position against the same loss at the other (seeds apart or not: `paperkd.separation`)
-versus = {label: separation.versus(runs, PAIRS) for label, (runs, _, _) in sources.items()}
+versus = {label: separation.versus(runs, PAIRS, diverged=failed) for label, (runs, _, failed) in sources.items()}
 
 columns = {
     ("paper (VOC 2012 val, GPU)", "method"): paper["label"],
@@ -102,8 +102,7 @@ for label, summary in summaries.items():
     compared = report.compare_with_paper(summary, paper, label=label)
     columns[(label, "mIoU mean ± std (n)")] = compared[f"{label} (mean ± std)"]
     columns[(label, "gap")] = compared["gap"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
-    columns[(label, "vs other position")] = versus[label].apply(separation.versus_text, axis=1).reindex(
-        paper.index).fillna("")
+    columns[(label, "vs other position")] = separation.versus_column(versus[label], paper.index)
     columns[(label, "time (ms)")] = summary["time_ms"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
     columns[(label, "time / other position")] = ratio_to_other_position(summary["time_ms"]).map(
         lambda v: "" if pd.isna(v) else f"{v:.2f}")
@@ -116,8 +115,8 @@ caption += "; ".join(f"{label}: {summary['n'].sum()} runs, seeds "
 display(table.style.set_caption(caption))
 # Each loss at the position the paper found worse, against the same loss at its better one (END for the pixel-wise
 # loss, MIDDLE for the pair-wise loss)
-display(Markdown("\n\n".join(separation.separation_markdown(label, table.loc[["r18-pixel-middle", "r18-pair-end"]])
-                               for label, table in versus.items())))
+display(Markdown("\n\n".join(separation.separation_markdown(label, rows.loc[["r18-pixel-middle", "r18-pair-end"]])
+                               for label, rows in versus.items())))
 
 # %% [markdown]
 # ## mIoU and time per position

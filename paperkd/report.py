@@ -167,26 +167,34 @@ def teacher_margin_markdown(label: str, runs: pd.DataFrame, plain: Iterable[str]
                             teacher: str = "teacher") -> str:
     """One paragraph for a source's runs: how far the teacher's mean is above (or below) each plain student's and
     whether their seeds lie apart (`paperkd.separation`), so a reader knows whether the column can show a
-    distillation gain at all."""
+    distillation gain at all, student by student."""
     scores = separation.seed_scores(runs, teacher)
     if not len(scores):
         return f"**{label}**: no teacher run, so nothing to compare the students with."
-    parts, clear = [], True
+    parts, not_better, unjudged = [], [], []
     for preset in plain:
         base = separation.seed_scores(runs, preset)
         if not len(base):
             continue
         gap = round(scores.mean() - base.mean(), 2)
         verdict = separation.separation(scores, base)
-        clear &= verdict == separation.HIGHER and separation.is_evidence(verdict, len(scores), len(base))
         where = (f"{gap:+.2f} points over `{preset}`" if gap > 0 else
                  f"**{-gap:.2f} points below** `{preset}`" if gap < 0 else f"**level with** `{preset}`")
         parts.append(f"{where} ({_verdict_words(verdict, scores, base)})")
+        if gap <= 0 or verdict in (separation.LOWER, separation.OVERLAP):
+            not_better.append(f"`{preset}`")
+        elif not separation.is_evidence(verdict, len(scores), len(base)):
+            unjudged.append(f"`{preset}`")
     spread = f" ± {scores.std(ddof=1):.2f}" if len(scores) > 1 else ""
     teacher_text = f"the teacher ({scores.mean():.2f}{spread}, {len(scores)} seed{'s' * (len(scores) > 1)})"
-    warning = ("; a teacher not clearly better than a student cannot be expected to improve it, so the rows of that "
-               "student say little about the method's gain") if parts and not clear else ""
-    return f"**{label}**: {teacher_text} is {', '.join(parts) or 'alone'}{warning}."
+    notes = []
+    if not_better:
+        notes.append(f"a teacher that is not better than {' and '.join(not_better)} cannot be expected to improve "
+                     "it, so the distilled rows of that student say little about the method's gain")
+    if unjudged:
+        notes.append(f"over {' and '.join(unjudged)} the teacher is ahead, but with too few seeds to call that margin "
+                     "larger than the spread")
+    return f"**{label}**: {teacher_text} is {', '.join(parts) or 'alone'}" + "".join(f"; {n}" for n in notes) + "."
 
 
 def _verdict_words(verdict: str, scores: np.ndarray, reference: np.ndarray) -> str:
@@ -434,10 +442,12 @@ def plot_miou_bars(summaries: Mapping[str, pd.DataFrame], presets: Iterable[str]
 
 
 def plot_seed_scores(sources: Mapping[str, pd.DataFrame], references: Mapping[str, str], presets: Iterable[str],
-                     labels: Mapping[str, str] | None = None, title: str = "") -> plt.Figure:
+                     labels: Mapping[str, str] | None = None, title: str = "",
+                     diverged: Mapping[str, Iterable[str]] | None = None) -> plt.Figure:
     """Every seed's mIoU (%) as a dot per row, one panel per source, with the range of the row's reference (its plain
     student, `paperkd.separation.plain_references`) shaded behind it: a row whose dots all lie outside the shaded band
-    is apart from its reference (`paperkd.separation.separation`); dots inside it are within the seed spread."""
+    is apart from its reference (`paperkd.separation.separation`); dots inside it are within the seed spread.
+    `diverged`: {source: run names that diverged}; a row with no finished run but diverged ones says so."""
     presets = list(presets)
     labels = labels or {}
     fig, axes, positions = _row_panels(len(sources), presets, width=4.6)
@@ -453,7 +463,8 @@ def plot_seed_scores(sources: Mapping[str, pd.DataFrame], references: Mapping[st
             color = {separation.HIGHER: "tab:green", separation.LOWER: "tab:red"}.get(verdict, "tab:blue")
             ax.plot(scores, np.full(len(scores), y), "o", color=color, ms=5, alpha=0.85)
             if not len(scores):
-                ax.annotate(NOT_RUN, (0, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
+                failed = {n.rsplit("-s", 1)[0] for n in (diverged or {}).get(name, ())}
+                ax.annotate(DIVERGED if preset in failed else NOT_RUN, (0, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
                             xycoords=("axes fraction", "data"))
         _panel_title(ax, name)
         ax.set_xlabel("mIoU (%), one dot per seed")

@@ -1,13 +1,17 @@
 """Does a row differ from another by more than the spread over seeds? The rule the book's tables use, stated once.
 
-Two rows count as different only when their seeds do not overlap: every seed of one row scored above every seed of
-the other. With n and m seeds and no real difference, all orderings of the n + m scores are equally likely, so such
-a complete separation in one given direction happens by chance with probability 1 / C(n + m, n): 1 in 20 for 3 seeds
-against 3 (an exact one-sided permutation test that assumes nothing about the distribution of the scores). Fewer
-seeds cannot reach it (1 in 4 for 2 against 2, no spread at all with one seed), so those comparisons are never
-called evidence.
+Two rows count as apart only when their seeds do not overlap: every seed of one row scored above every seed of the
+other. If the two rows do not really differ and their n + m scores are exchangeable, every ordering of them is equally
+likely, and a complete separation in one direction or the other happens by chance with probability
+2 / C(n + m, n) (an exact two-sided permutation test that assumes nothing about how the scores are distributed):
+1 in 10 for 3 seeds against 3, 1 in 3 for 2 against 2, and never less than 1/2 with a single seed, so only
+3 seeds or more on both sides make a separation worth reporting (`EVIDENCE_P`).
 
-    versus(runs, {"r18-pixel": "r18-none"})  -> delta (points), verdict ("higher"/"lower"/"overlap"/...), p
+The runs of one seed share their initial weights (per backbone) and their data order, so two rows' scores of the
+same seed may be correlated. The test does not use that pairing; a positive correlation, the likely kind, only
+makes a chance separation rarer (the shared seed effect has to be overcome too).
+
+    versus(runs, {"r18-pixel": "r18-none"})  -> delta (points), verdict ("higher"/"lower"/"seeds overlap"/...), p
 """
 
 from __future__ import annotations
@@ -18,23 +22,27 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-HIGHER, LOWER, OVERLAP = "higher", "lower", "within spread"
+HIGHER, LOWER, OVERLAP = "higher", "lower", "seeds overlap"
 TOO_FEW = "too few seeds"  # either row has a single seed: nothing to judge a difference by
+DIVERGED = "diverged"  # either row has no finished run but diverged ones
 NO_RUNS = "no runs"
-EVIDENCE_P = 0.05  # the p of 3 seeds against 3; fewer seeds never reach it
+EVIDENCE_P = 0.1  # 3 seeds against 3; 2 against 3 gives 0.2, 2 against 2 gives 0.33
 
 
 def seed_scores(runs: pd.DataFrame, preset: str, metric: str = "miou") -> np.ndarray:
-    """The finished runs' `metric` of one row, in % (one value per seed)."""
-    if not len(runs):
+    """The finished runs' `metric` of one row, in % (one value per seed; a missing or non-finite value is left out,
+    as `paperkd.report.summarise` leaves it out of the mean)."""
+    if not len(runs) or metric not in runs:
         return np.array([])
-    return 100 * runs.loc[runs["preset"] == preset, metric].astype(float).to_numpy()
+    values = 100 * runs.loc[runs["preset"] == preset, metric].astype(float).to_numpy()
+    return values[np.isfinite(values)]
 
 
 def separation_p(n: int, m: int) -> float:
-    """Chance that n scores all lie above m others (one given direction) when all n + m come from one distribution:
-    1 / C(n + m, n), the smallest p an exact permutation test of two groups of n and m can give."""
-    return 1.0 / math.comb(n + m, n)
+    """Chance that n scores and m others come out completely separated, in either direction, when all n + m are
+    exchangeable (no real difference): 2 / C(n + m, n), at most 1. The p of an exact two-sided permutation test whose
+    statistic is "no overlap"."""
+    return min(1.0, 2.0 / math.comb(n + m, n))
 
 
 def separation(scores: np.ndarray, reference: np.ndarray) -> str:
@@ -56,19 +64,24 @@ def is_evidence(verdict: str, n: int, m: int) -> bool:
     return verdict in (HIGHER, LOWER) and separation_p(n, m) <= EVIDENCE_P * (1 + 1e-9)
 
 
-def versus(runs: pd.DataFrame, references: Mapping[str, str], metric: str = "miou") -> pd.DataFrame:
-    """One row per key of `references` ({row: the row it is compared with}): reference, delta (mean minus the
-    reference's mean, points), verdict (`separation`), p (`separation_p` where the seeds are apart, else NaN) and
-    evidence (apart with p <= `EVIDENCE_P`)."""
+def versus(runs: pd.DataFrame, references: Mapping[str, str], metric: str = "miou",
+           diverged: Iterable[str] = ()) -> pd.DataFrame:
+    """One row per key of `references` ({row: the row it is compared with}): reference, n and m (their finished
+    seeds), delta (mean minus the reference's mean, points), verdict (`separation`, or `DIVERGED` when one side has only diverged runs; `diverged`
+    holds run names "<preset>-s<seed>"), p (`separation_p` where the seeds are apart, else NaN) and evidence
+    (`is_evidence`)."""
+    failed = {name.rsplit("-s", 1)[0] for name in diverged}
     rows = []
     for preset, reference in references.items():
         scores, base = seed_scores(runs, preset, metric), seed_scores(runs, reference, metric)
         verdict = separation(scores, base)
+        if verdict == NO_RUNS and ((not len(scores) and preset in failed) or (not len(base) and reference in failed)):
+            verdict = DIVERGED
         p = separation_p(len(scores), len(base)) if verdict in (HIGHER, LOWER) else math.nan
-        rows.append({"preset": preset, "reference": reference,
+        rows.append({"preset": preset, "reference": reference, "n": len(scores), "m": len(base),
                      "delta": scores.mean() - base.mean() if len(scores) and len(base) else math.nan,
                      "verdict": verdict, "p": p, "evidence": is_evidence(verdict, len(scores), len(base))})
-    columns = ["reference", "delta", "verdict", "p", "evidence"]
+    columns = ["reference", "n", "m", "delta", "verdict", "p", "evidence"]
     return pd.DataFrame(rows, columns=["preset", *columns]).set_index("preset")
 
 
@@ -85,29 +98,58 @@ def plain_references(presets: Iterable[str], teacher_reference: str = "r18-none"
 
 
 def versus_text(row: Mapping) -> str:
-    """A table cell: '-5.91, lower (p = 0.05)', '+0.30, within spread', '+1.20, too few seeds', or '' without runs."""
+    """A table cell: '-5.91, lower (p = 0.1)', '+0.30, seeds overlap', '+1.20, too few seeds', 'diverged', or ''
+    without runs."""
     if row["verdict"] == NO_RUNS:
         return ""
+    if row["verdict"] == DIVERGED:
+        return DIVERGED
     p = f" (p = {row['p']:.2g})" if not math.isnan(row["p"]) else ""
     return f"{row['delta']:+.2f}, {row['verdict']}{p}"
 
 
+def versus_column(table: pd.DataFrame, index: Iterable[str]) -> pd.Series:
+    """`versus_text` of every row of a `versus` table, in the order of `index` ('' for rows it does not compare)."""
+    texts = pd.Series({preset: versus_text(row) for preset, row in table.iterrows()}, dtype=object)
+    return texts.reindex(list(index)).fillna("")
+
+
 def separation_markdown(label: str, table: pd.DataFrame) -> str:
-    """One paragraph per source: which rows lie apart from their reference over all seeds, and which do not."""
+    """One paragraph per source: which rows lie apart from their reference over all seeds, which do not, and how many
+    separations chance alone would give among the comparisons that had enough seeds."""
     judged = table[table["verdict"] != NO_RUNS]
     if judged.empty:
         return f"**{label}**: no row has runs on both sides of a comparison."
+    apart = judged["verdict"].isin((HIGHER, LOWER))
     groups = {
         "apart from their reference (every seed above or below every seed of it)": judged[judged["evidence"]],
-        "apart, but with too few seeds to be evidence": judged[judged["verdict"].isin((HIGHER, LOWER))
-                                                              & ~judged["evidence"]],
-        "within the spread over seeds (not evidence of a difference)": judged[judged["verdict"] == OVERLAP],
+        "apart, but with too few seeds to be evidence": judged[apart & ~judged["evidence"]],
+        "seeds overlapping their reference's (not evidence of a difference)": judged[judged["verdict"] == OVERLAP],
         "with a single seed on one side (no spread to judge by)": judged[judged["verdict"] == TOO_FEW],
+        "diverged (no finished run on one side)": judged[judged["verdict"] == DIVERGED],
     }
-    parts = [f"{what}: " + ", ".join(f"`{p}` {r['delta']:+.2f} vs `{r['reference']}`" for p, r in rows.iterrows())
+    parts = [f"{what}: " + ", ".join(f"`{p}` {r['delta']:+.2f} vs `{r['reference']}`" if r["verdict"] != DIVERGED
+                                     else f"`{p}` vs `{r['reference']}`" for p, r in rows.iterrows())
              for what, rows in groups.items() if len(rows)]
-    return f"**{label}**: " + "; ".join(parts) + "."
+    text = f"**{label}**: " + "; ".join(parts) + "."
+    return text + chance_sentence(judged)
 
 
-__all__ = ["HIGHER", "LOWER", "OVERLAP", "TOO_FEW", "NO_RUNS", "EVIDENCE_P", "seed_scores", "separation_p",
-           "separation", "is_evidence", "versus", "plain_references", "versus_text", "separation_markdown"]
+def chance_sentence(table: pd.DataFrame) -> str:
+    """' Of the N comparisons with enough seeds, K are apart; if no row really differed from its reference, about E
+    would be apart by chance ...', computed from a `versus` table ('' when no comparison has enough seeds)."""
+    p = [separation_p(int(n), int(m)) if n and m else 1.0 for n, m in zip(table["n"], table["m"])]
+    enough = table[[v <= EVIDENCE_P * (1 + 1e-9) for v in p]]
+    if enough.empty:
+        return ""
+    expected = sum(v for v in p if v <= EVIDENCE_P * (1 + 1e-9))
+    found = int(enough["evidence"].sum())
+    return (f" Of the {len(enough)} comparisons with enough seeds, {found} {'is' if found == 1 else 'are'} apart; if "
+            f"no row really differed from its reference, about {expected:.1f} would be apart by chance (comparisons "
+            "that share a reference are not independent: one unusually high or low reference seed separates several "
+            "rows at once).")
+
+
+__all__ = ["HIGHER", "LOWER", "OVERLAP", "TOO_FEW", "DIVERGED", "NO_RUNS", "EVIDENCE_P", "seed_scores",
+           "separation_p", "separation", "is_evidence", "versus", "plain_references", "versus_text", "versus_column",
+           "separation_markdown", "chance_sentence"]

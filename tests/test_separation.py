@@ -16,15 +16,16 @@ def runs_of(scores: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_separation_p_is_one_over_the_number_of_orderings():
-    assert sep.separation_p(3, 3) == pytest.approx(1 / 20)
-    assert sep.separation_p(2, 2) == pytest.approx(1 / 6)
-    assert sep.separation_p(1, 3) == pytest.approx(1 / 4)
-    # Check 3 vs 3 by brute force: of all 6! orderings of six distinct scores, the share in which three given ones
-    # are the top three.
+def test_separation_p_counts_both_directions_of_a_complete_separation():
+    assert sep.separation_p(3, 3) == pytest.approx(2 / 20)
+    assert sep.separation_p(2, 2) == pytest.approx(2 / 6)
+    assert sep.separation_p(2, 3) == pytest.approx(2 / 10)
+    assert sep.separation_p(1, 1) == 1.0  # 2 / C(2, 1) = 1: capped, not above 1
+    # Brute force for 3 vs 3: of all 6! orderings of six distinct scores, the share in which the three of one row
+    # are the top three or the bottom three.
     from itertools import permutations
-    top = sum(set(order[:3]) == {0, 1, 2} for order in permutations(range(6)))
-    assert top / math.factorial(6) == pytest.approx(sep.separation_p(3, 3))
+    apart = sum(set(order[:3]) in ({0, 1, 2}, {3, 4, 5}) for order in permutations(range(6)))
+    assert apart / math.factorial(6) == pytest.approx(sep.separation_p(3, 3))
 
 
 @pytest.mark.parametrize("scores, reference, verdict", [
@@ -47,21 +48,26 @@ def test_versus_gives_delta_verdict_p_and_evidence():
     assert list(table.index) == ["r18-pixel", "r18-pair", "r18-both", "r18-gat", "r18-heo"]
     pixel = table.loc["r18-pixel"]
     assert pixel["reference"] == "r18-none" and pixel["delta"] == pytest.approx(16.0 - 22.0)
-    assert pixel["verdict"] == sep.LOWER and pixel["p"] == pytest.approx(0.05) and pixel["evidence"]
+    assert pixel["verdict"] == sep.LOWER and pixel["p"] == pytest.approx(0.1) and pixel["evidence"]
+    assert (pixel["n"], pixel["m"]) == (3, 3)
     assert table.loc["r18-pair", "verdict"] == sep.OVERLAP and math.isnan(table.loc["r18-pair", "p"])
-    both = table.loc["r18-both"]  # apart, but 2 seeds against 3 give p = 0.1: not evidence
-    assert both["verdict"] == sep.HIGHER and both["p"] == pytest.approx(0.1) and not both["evidence"]
+    both = table.loc["r18-both"]  # apart, but 2 seeds against 3 give p = 0.2: not evidence
+    assert both["verdict"] == sep.HIGHER and both["p"] == pytest.approx(0.2) and not both["evidence"]
     assert table.loc["r18-gat", "verdict"] == sep.TOO_FEW and not table.loc["r18-gat", "evidence"]
     assert table.loc["r18-heo", "verdict"] == sep.NO_RUNS and math.isnan(table.loc["r18-heo", "delta"])
-    assert sep.versus_text(pixel) == "-6.00, lower (p = 0.05)"
-    assert sep.versus_text(table.loc["r18-pair"]) == "-1.00, within spread"
+    assert sep.versus_text(pixel) == "-6.00, lower (p = 0.1)"
+    assert sep.versus_text(table.loc["r18-pair"]) == "-1.00, seeds overlap"
     assert sep.versus_text(table.loc["r18-heo"]) == ""
     text = sep.separation_markdown("cpu", table)
     assert "apart from their reference" in text and "`r18-pixel` -6.00 vs `r18-none`" in text
     assert "too few seeds to be evidence: `r18-both` +2.50" in text
-    assert "within the spread over seeds (not evidence of a difference): `r18-pair` -1.00" in text
+    assert "seeds overlapping their reference's (not evidence of a difference): `r18-pair` -1.00" in text
     assert "single seed on one side (no spread to judge by): `r18-gat`" in text
     assert "r18-heo" not in text
+    # two comparisons have 3 seeds on both sides (pixel, pair), one of them apart; chance alone: 2 x 0.1
+    assert "Of the 2 comparisons with enough seeds, 1 is apart" in text and "about 0.2 would be apart" in text
+    column = sep.versus_column(table, ["r18-none", "r18-pixel", "r18-heo"])
+    assert list(column) == ["", "-6.00, lower (p = 0.1)", ""]  # in the asked order, '' where nothing is compared
 
 
 def test_plain_references_map_students_to_their_backbone_and_the_teacher_to_r18():
@@ -72,3 +78,21 @@ def test_plain_references_map_students_to_their_backbone_and_the_teacher_to_r18(
 def test_separation_markdown_without_runs():
     table = sep.versus(runs_of({}), {"r18-pixel": "r18-none"})
     assert sep.separation_markdown("gpu", table) == "**gpu**: no row has runs on both sides of a comparison."
+
+
+def test_diverged_rows_and_missing_values_are_named_not_dropped():
+    runs = runs_of({"r18-none": [21.0, 22.0, float("nan")], "r18-pair": [20.0, 20.5, 21.5]})
+    assert list(sep.seed_scores(runs, "r18-none")) == [21.0, 22.0]  # a NaN mIoU is not a score
+    table = sep.versus(runs, {"r18-pixel": "r18-none", "r18-pair": "r18-none", "mnv2-pixel": "mnv2-none"},
+                       diverged=["r18-pixel-s0", "r18-pixel-s1", "mnv2-none-s0"])
+    assert table.loc["r18-pixel", "verdict"] == sep.DIVERGED and sep.versus_text(table.loc["r18-pixel"]) == "diverged"
+    assert table.loc["mnv2-pixel", "verdict"] == sep.DIVERGED  # its reference diverged
+    assert table.loc["r18-pair", "verdict"] == sep.OVERLAP and table.loc["r18-pair", "m"] == 2
+    text = sep.separation_markdown("cpu", table)
+    assert "diverged (no finished run on one side): `r18-pixel` vs `r18-none`, `mnv2-pixel` vs `mnv2-none`" in text
+    assert "comparisons with enough seeds" not in text  # 3 against 2 seeds: never enough
+
+
+def test_versus_column_of_an_empty_comparison_is_a_column_of_blanks():
+    table = sep.versus(runs_of({"r18-none": [20.0]}), {})
+    assert list(sep.versus_column(table, ["teacher", "r18-none"])) == ["", ""]
