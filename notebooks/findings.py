@@ -87,8 +87,12 @@ display(Markdown("\n\n".join(report.teacher_margin_markdown(label, runs) for lab
 # verdict of the rule above, with p where the seeds lie apart.
 
 # %%
-titles = {**paper_table("table1")["label"].to_dict(), **paper_table("table2")["label"].to_dict(),
-          **paper_table("table3")["label"].to_dict()}
+# Row names: Table 1's model with its losses, then the methods of Tables 2 and 3 for the rows Table 1 lacks
+table1 = paper_table("table1")
+titles = {p: r["label"].replace("Student ", "") + " + pixel-wise" * bool(r["pixel"]) + " + pair-wise" * bool(r["pair"])
+          for p, r in table1.iterrows()}
+titles.update({p: f"ResNet-18, {label}" for t in ("table2", "table3")
+               for p, label in paper_table(t)["label"].items() if p not in titles})
 labels = {p: f"{p}: {titles.get(p, p)}" for p in ROWS}
 columns = {("", "row"): pd.Series(labels)}
 for label, summary in summaries.items():
