@@ -77,7 +77,7 @@ display(Markdown(report.provenance_markdown(sources, missing)))
 # %% [markdown]
 # ## Could distillation help? The teacher against the plain students
 #
-# The paper's teacher starts from ImageNet weights and is some 8 points above its students (Table 1). Here every
+# The paper's teacher starts from ImageNet weights and is well above both plain students (Table 1). Here every
 # network starts from random weights, as no ImageNet weights can be had where these runs were made, and a
 # ResNet-101 trained from scratch on a few hundred small images learns slower than a ResNet-18: the small-scale
 # campaigns give their teacher more epochs than the students for that reason (the CPU campaign twice over: one
