@@ -27,20 +27,23 @@ from paperkd.records import find_record, load_records
 DIVERGED_NAME = "diverged.json"
 
 
-def plan(presets: list[str], seeds: list[int], *, teacher_seed: int = 0, **settings: Any) -> list[Config]:
+def plan(presets: list[str], seeds: list[int], *, teacher_seed: int = 0, teacher_epochs: int | None = None,
+         **settings: Any) -> list[Config]:
     """The configs to run, teacher first (students need its checkpoint), in the given preset order, seed-major so
-    that a partial campaign already covers every row with one seed."""
+    that a partial campaign already covers every row with one seed. `teacher_epochs` overrides the teacher's epochs
+    alone (every seed of it), e.g. a stronger teacher for the same students."""
     results = settings["out"]
+    teacher_settings = {**settings, **({"epochs": teacher_epochs} if teacher_epochs is not None else {})}
     teacher_ckpt = str(Path(results) / f"teacher-s{teacher_seed}" / CHECKPOINT_NAME)
     needs_teacher = any(_distils(p) for p in presets)
     configs: list[Config] = []
     if needs_teacher or "teacher" in presets:
-        configs.append(resolve("teacher", seed=teacher_seed, **settings))
+        configs.append(resolve("teacher", seed=teacher_seed, **teacher_settings))
     for seed in seeds:
         for preset in presets:
             if preset == "teacher":
                 if seed != teacher_seed:
-                    configs.append(resolve("teacher", seed=seed, **settings))
+                    configs.append(resolve("teacher", seed=seed, **teacher_settings))
                 continue
             configs.append(resolve(preset, seed=seed, teacher=teacher_ckpt if _distils(preset) else None, **settings))
     return configs
@@ -53,13 +56,14 @@ def _distils(preset: str) -> bool:
 def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", dataset: str = "standin",
                 data_root: str | None = None, results: str = "runs/book", device: str = "auto",
                 epochs: int | None = None, reuse: bool = True, teacher_seed: int = 0, progress: bool = True,
-                **overrides: Any) -> pd.DataFrame:
-    """Train every (preset, seed) whose record is missing from `results`; return the records of those runs."""
+                teacher_epochs: int | None = None, **overrides: Any) -> pd.DataFrame:
+    """Train every (preset, seed) whose record is missing from `results`; return the records of those runs.
+    `epochs` overrides the scale's epochs of every run, `teacher_epochs` then those of the teacher alone."""
     from paperkd.train import TrainingDiverged, train
 
     settings = {"scale": scale, "dataset": dataset, "data_root": data_root, "out": results, "device": device,
                 "epochs": epochs, **overrides}
-    configs = plan(presets, seeds, teacher_seed=teacher_seed, **settings)
+    configs = plan(presets, seeds, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs, **settings)
     known_diverged = diverged_runs(results) if reuse else {}
     if reuse:
         for cfg in configs:

@@ -153,7 +153,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
     presets = list(dict.fromkeys(args.rows or [p for table in args.tables for p in TABLE_ROWS[table]]))
     df = ensure_runs(presets, args.seeds, scale=args.scale, dataset=args.dataset, data_root=args.data_root,
-                     results=args.results, device=args.device, epochs=args.epochs, workers=args.workers,
+                     results=args.results, device=args.device, epochs=args.epochs,
+                     teacher_epochs=args.teacher_epochs, workers=args.workers,
                      backbone_weights=args.backbone_weights, pixel_variant=args.pixel_variant, amp=args.amp,
                      progress=not args.quiet)
     summary = df.groupby("preset", sort=False)["miou"].agg(["mean", "std", "count"])
@@ -265,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, help="results folder (records are kept, checkpoints too)")
     p.add_argument("--device", default="auto")
     p.add_argument("--epochs", type=int, default=None, help="override the scale's epochs")
+    p.add_argument("--teacher-epochs", type=int, default=None,
+                   help="override the teacher's epochs alone (the cpu and gpu scales give it more than the students "
+                        "already); a teacher whose record exists is not retrained, so use a new --results folder")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--backbone-weights", default=None,
                    help="ImageNet weights for every backbone, as a short torchvision name resolved per backbone in "

@@ -159,11 +159,13 @@ def test_campaign_rows_reading_and_amp_reach_the_runs(capsys, tmp_path, monkeypa
 
     monkeypatch.setattr(paperkd.campaign, "ensure_runs", fake_ensure_runs)
     code, out, _ = run(capsys, "campaign", "--rows", "r18-pixel", "teacher", "r18-pixel", "--seeds", "1", "2",
-                       "--results", str(tmp_path), "--pixel-variant", "paper-mean", "--amp", "--quiet")
+                       "--results", str(tmp_path), "--pixel-variant", "paper-mean", "--amp", "--quiet",
+                       "--teacher-epochs", "48")
     assert code == 0 and "r18-pixel" in out
     presets, seeds, settings = calls[0]
     assert presets == ["r18-pixel", "teacher"] and seeds == [1, 2]  # the order given, not the tables'
     assert settings["pixel_variant"] == "paper-mean" and settings["amp"] is True
+    assert settings["teacher_epochs"] == 48 and settings["epochs"] is None
     run(capsys, "campaign", "--tables", "table3", "--seeds", "0", "--results", str(tmp_path), "--quiet")
     presets, _, settings = calls[1]
     assert presets == ["r18-pixel-middle", "r18-pixel", "r18-pair", "r18-pair-end"]
