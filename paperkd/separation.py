@@ -144,10 +144,14 @@ def chance_sentence(table: pd.DataFrame) -> str:
         return ""
     expected = sum(v for v in p if v <= EVIDENCE_P * (1 + 1e-9))
     found = int(enough["evidence"].sum())
-    return (f" Of the {len(enough)} comparisons with enough seeds, {found} {'is' if found == 1 else 'are'} apart; if "
-            f"no row really differed from its reference, about {expected:.1f} would be apart by chance (comparisons "
-            "that share a reference are not independent: one unusually high or low reference seed separates several "
-            "rows at once).")
+    if len(enough) == 1:
+        counted = f" The one comparison with enough seeds is {'apart' if found else 'not apart'}; if"
+    else:
+        counted = (f" Of the {len(enough)} comparisons with enough seeds, {found} {'is' if found == 1 else 'are'} "
+                   "apart; if")
+    return (f"{counted} no row really differed from its reference, about {expected:.1f} would be apart by chance "
+            "(comparisons that share a reference are not independent: one unusually high or low reference seed "
+            "separates several rows at once).")
 
 
 __all__ = ["HIGHER", "LOWER", "OVERLAP", "TOO_FEW", "DIVERGED", "NO_RUNS", "EVIDENCE_P", "seed_scores",

@@ -90,7 +90,10 @@ def test_diverged_rows_and_missing_values_are_named_not_dropped():
     assert table.loc["r18-pair", "verdict"] == sep.OVERLAP and table.loc["r18-pair", "m"] == 2
     text = sep.separation_markdown("cpu", table)
     assert "diverged (no finished run on one side): `r18-pixel` vs `r18-none`, `mnv2-pixel` vs `mnv2-none`" in text
-    assert "comparisons with enough seeds" not in text  # 3 against 2 seeds: never enough
+    assert "with enough seeds" not in text  # 3 against 2 seeds: never enough
+    one = sep.separation_markdown("cpu", sep.versus(runs_of({"r18-none": [21.0, 22.0, 23.0],
+                                                             "r18-both": [18.0, 19.0, 20.0]}), {"r18-both": "r18-none"}))
+    assert "The one comparison with enough seeds is apart; if no row" in one and "about 0.1 would be" in one
 
 
 def test_versus_column_of_an_empty_comparison_is_a_column_of_blanks():
