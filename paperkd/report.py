@@ -189,8 +189,10 @@ def teacher_margin_markdown(label: str, runs: pd.DataFrame, plain: Iterable[str]
     teacher_text = f"the teacher ({scores.mean():.2f}{spread}, {len(scores)} seed{'s' * (len(scores) > 1)})"
     notes = []
     if not_better:
+        them = "them" if len(not_better) > 1 else "it"
         notes.append(f"a teacher that is not better than {' and '.join(not_better)} cannot be expected to improve "
-                     "it, so the distilled rows of that student say little about the method's gain")
+                     f"{them}, so the distilled rows of {'those students' if len(not_better) > 1 else 'that student'} "
+                     "say little about the method's gain")
     if unjudged:
         notes.append(f"over {' and '.join(unjudged)} the teacher is ahead, but with too few seeds to call that margin "
                      "larger than the spread")
