@@ -72,7 +72,8 @@ display(Markdown(report.provenance_markdown(sources, missing)))
 # the other position (MIDDLE over END for each loss), from the same source. Vs other position: the row's mean minus
 # that of the same loss at the other position, and whether their seeds lie apart (every seed of one above every seed
 # of the other; with 3 seeds each and no real difference that happens by chance with p = 0.1, an exact permutation
-# test, `paperkd.separation`; "seeds overlap" is no evidence of a difference). The tap each row distils is read from the preset.
+# test, `paperkd.separation`; "seeds overlap" is no evidence of a difference). The tap each row distils is read from
+# the preset.
 
 # %%
 POSITION = {"encoder": "MIDDLE", "decoder": "END"}

@@ -461,13 +461,13 @@ def plot_seed_scores(sources: Mapping[str, pd.DataFrame], references: Mapping[st
                 ax.fill_betweenx([y - 0.4, y + 0.4], base.min(), base.max(), color="tab:gray", alpha=0.25, lw=0)
             elif len(base):  # a single reference seed: a line, not an invisible zero-width band
                 ax.plot([base[0], base[0]], [y - 0.4, y + 0.4], color="tab:gray", alpha=0.6, lw=2)
-            verdict = separation.separation(scores, base) if len(base) else separation.NO_RUNS
+            verdict = separation.separation(scores, base)
             color = {separation.HIGHER: "tab:green", separation.LOWER: "tab:red"}.get(verdict, "tab:blue")
             ax.plot(scores, np.full(len(scores), y), "o", color=color, ms=5, alpha=0.85)
             if not len(scores):
                 failed = {n.rsplit("-s", 1)[0] for n in (diverged or {}).get(name, ())}
-                ax.annotate(DIVERGED if preset in failed else NOT_RUN, (0, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
-                            xycoords=("axes fraction", "data"))
+                ax.annotate(DIVERGED if preset in failed else NOT_RUN, (0, y), xytext=(4, 0),
+                            textcoords="offset points", va="center", fontsize=8, xycoords=("axes fraction", "data"))
         _panel_title(ax, name)
         ax.set_xlabel("mIoU (%), one dot per seed")
         ax.grid(axis="x", alpha=0.3)
@@ -520,5 +520,5 @@ def plot_prediction_grid(rows: list[Mapping[str, np.ndarray]], title: str = "") 
 __all__ = ["DIVERGED", "NOT_RUN", "TIME_PARTS", "TIME_PART_LABELS", "checkpoint_path", "compare_with_paper",
            "data_label", "describe_data", "device_label", "ensure_rows", "epoch_history", "label_sources",
            "mean_std_text", "no_campaign_markdown", "plot_miou_bars", "plot_prediction_grid", "plot_seed_scores",
-           "plot_time_breakdown", "plot_training_curves", "provenance_markdown", "reading_label", "sources_markdown", "summarise",
-           "table_runs", "table_sources", "teacher_margin_markdown", "time_breakdown", "time_ratio"]
+           "plot_time_breakdown", "plot_training_curves", "provenance_markdown", "reading_label", "sources_markdown",
+           "summarise", "table_runs", "table_sources", "teacher_margin_markdown", "time_breakdown", "time_ratio"]

@@ -59,17 +59,22 @@ def separation(scores: np.ndarray, reference: np.ndarray) -> str:
     return OVERLAP
 
 
+def enough_seeds(n: int, m: int) -> bool:
+    """Enough seeds on both sides that a separation by chance alone has p <= `EVIDENCE_P`."""
+    return n > 0 and m > 0 and separation_p(n, m) <= EVIDENCE_P * (1 + 1e-9)  # 2/20 is not exactly 0.1 in floats
+
+
 def is_evidence(verdict: str, n: int, m: int) -> bool:
-    """Seeds apart (`HIGHER` or `LOWER`) and enough of them that chance alone gives p <= `EVIDENCE_P`."""
-    return verdict in (HIGHER, LOWER) and separation_p(n, m) <= EVIDENCE_P * (1 + 1e-9)
+    """Seeds apart (`HIGHER` or `LOWER`) and `enough_seeds`."""
+    return verdict in (HIGHER, LOWER) and enough_seeds(n, m)
 
 
 def versus(runs: pd.DataFrame, references: Mapping[str, str], metric: str = "miou",
            diverged: Iterable[str] = ()) -> pd.DataFrame:
     """One row per key of `references` ({row: the row it is compared with}): reference, n and m (their finished
-    seeds), delta (mean minus the reference's mean, points), verdict (`separation`, or `DIVERGED` when one side has only diverged runs; `diverged`
-    holds run names "<preset>-s<seed>"), p (`separation_p` where the seeds are apart, else NaN) and evidence
-    (`is_evidence`)."""
+    seeds), delta (mean minus the reference's mean, points), verdict (`separation`, or `DIVERGED` when one side has
+    only diverged runs; `diverged` holds run names "<preset>-s<seed>"), p (`separation_p` where the seeds are apart,
+    else NaN) and evidence (`is_evidence`)."""
     failed = {name.rsplit("-s", 1)[0] for name in diverged}
     rows = []
     for preset, reference in references.items():
@@ -138,11 +143,10 @@ def separation_markdown(label: str, table: pd.DataFrame) -> str:
 def chance_sentence(table: pd.DataFrame) -> str:
     """' Of the N comparisons with enough seeds, K are apart; if no row really differed from its reference, about E
     would be apart by chance ...', computed from a `versus` table ('' when no comparison has enough seeds)."""
-    p = [separation_p(int(n), int(m)) if n and m else 1.0 for n, m in zip(table["n"], table["m"])]
-    enough = table[[v <= EVIDENCE_P * (1 + 1e-9) for v in p]]
+    enough = table[[enough_seeds(int(n), int(m)) for n, m in zip(table["n"], table["m"])]]
     if enough.empty:
         return ""
-    expected = sum(v for v in p if v <= EVIDENCE_P * (1 + 1e-9))
+    expected = sum(separation_p(int(n), int(m)) for n, m in zip(enough["n"], enough["m"]))
     found = int(enough["evidence"].sum())
     if len(enough) == 1:
         counted = f" The one comparison with enough seeds is {'apart' if found else 'not apart'}; if"
@@ -155,5 +159,5 @@ def chance_sentence(table: pd.DataFrame) -> str:
 
 
 __all__ = ["HIGHER", "LOWER", "OVERLAP", "TOO_FEW", "DIVERGED", "NO_RUNS", "EVIDENCE_P", "seed_scores",
-           "separation_p", "separation", "is_evidence", "versus", "plain_references", "versus_text", "versus_column",
-           "separation_markdown", "chance_sentence"]
+           "separation_p", "separation", "enough_seeds", "is_evidence", "versus", "plain_references", "versus_text",
+           "versus_column", "separation_markdown", "chance_sentence"]
