@@ -31,7 +31,7 @@ epochs = None  # None: the scale's
 device = "cpu"
 results = "runs/book"  # the runs this page trains (if missing) and reads
 reuse = True
-campaign = "results/cpu-standin-voclabels"  # committed records of a CPU-scale campaign (a figure if it has checkpoints)
+campaign = "results/cpu-standin-voclabels-teacher48"  # the CPU campaign's records (a figure if it has checkpoints)
 
 # %%
 from pathlib import Path

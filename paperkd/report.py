@@ -25,7 +25,7 @@ from paperkd.campaign import diverged_runs, ensure_runs
 from paperkd.checkpoint import CHECKPOINT_NAME  # beside record.json in every run folder
 from paperkd.config import Config
 from paperkd.data.standin import standin_info
-from paperkd.records import load_records
+from paperkd.records import RECORD_NAME, load_records
 from paperkd.train import TIMED_PARTS as TIME_PARTS  # the parts of an iteration the trainer times, in order
 
 TIME_PART_LABELS = {"data": "data", "teacher_forward": "teacher forward", "student_forward": "student forward",
@@ -85,8 +85,9 @@ def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str
                   presets: Iterable[str] | None = None) -> dict[str, tuple]:
     """{column label: (runs, folder, diverged)}: our runs, then each campaign folder that holds records of the rows.
 
-    Labels name the data and scale (`data_label`, never calling a stand-in VOC); a campaign's also names its device
-    (`device_label`) and, where it is not the default, the pixel-wise reading (`reading_label`); two folders that
+    Labels name the data and scale (`data_label`, never calling a stand-in VOC); a campaign's also names its teacher's
+    schedule (`teacher_label`), its device (`device_label`) and, where it is not the default, the pixel-wise reading
+    (`reading_label`); two folders that
     would still share a label get their folder name added, so a column never hides another. `asked_for` =
     (dataset, scale) names our column when no run finished. `presets`: the page's rows; a campaign's diverged runs
     of other rows are left out (all are kept when None)."""
@@ -100,7 +101,7 @@ def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str
             failed = {name: message for name, message in diverged_runs(folder).items()
                       if name not in set(runs["run_name"])  # a rerun that finished replaces its divergence
                       and (rows is None or name.rsplit("-s", 1)[0] in rows)}
-            parts = [data_label(runs), device_label(runs), reading_label(runs)]
+            parts = [data_label(runs), teacher_label(folder, runs), device_label(runs), reading_label(runs)]
             label = f"campaign ({', '.join(p for p in parts if p)})"
             if label in sources:
                 label = f"campaign ({', '.join(p for p in parts if p)}; {Path(folder).name})"
@@ -112,6 +113,22 @@ def no_campaign_markdown(folder: str | Path) -> str:
     """What a page says for a campaign folder without records of its rows."""
     return (f"**No campaign records** in `{folder}` (the folder is missing or holds no records of these rows), so "
             f"the table has no column for it. `paperkd campaign --results {folder} ...` writes them.")
+
+
+def teacher_label(folder: str | Path, runs: pd.DataFrame) -> str:
+    """'teacher 48 epochs': the schedule of the teacher a campaign's students distil from, or of its own teacher runs,
+    so that two campaigns differing only in their teacher get telling labels; '' when no teacher record is found.
+
+    Read from the teacher records in `folder`, else from those beside the checkpoints the runs name in their config
+    (a page without the teacher row still names it); a mix of schedules is joined by '/'."""
+    teachers = load_records(folder) if Path(folder).is_dir() else pd.DataFrame()
+    teachers = teachers[teachers["preset"] == "teacher"] if len(teachers) else teachers
+    if not len(teachers):
+        beside = {Path(r["config"]["teacher"]).parent for r in runs["record"] if r["config"].get("teacher")}
+        found = [load_records(path) for path in sorted(beside) if (path / RECORD_NAME).is_file()]
+        teachers = pd.concat(found) if found else teachers
+    epochs = sorted({r["config"]["epochs"] for r in teachers["record"]}) if len(teachers) else []
+    return f"teacher {'/'.join(map(str, epochs))} epochs" if epochs else ""
 
 
 def device_label(df: pd.DataFrame) -> str:

@@ -31,7 +31,7 @@ def test_scales_never_change_the_method():
 
 
 def test_cpu_scale_gives_the_teacher_a_longer_schedule_only():
-    assert resolve("teacher", "cpu", dataset="standin").epochs == 24
+    assert resolve("teacher", "cpu", dataset="standin").epochs == 48
     assert resolve("r18-none", "cpu", dataset="standin").epochs == 8
     assert resolve("teacher", "cpu", dataset="standin", epochs=3).epochs == 3  # an explicit override still wins
 

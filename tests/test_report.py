@@ -192,6 +192,23 @@ def test_campaign_columns_name_device_and_reading_and_never_collide(tmp_path):
     assert list(both)[1:] == ["campaign (stand-in, cpu, CPU)", "campaign (stand-in, cpu, CPU; cpu-again)"]
 
 
+def test_campaigns_differing_only_in_their_teacher_are_labelled_by_its_schedule(tmp_path):
+    short, long, students = tmp_path / "short", tmp_path / "long", tmp_path / "students"
+    for folder, teacher_epochs in ((short, 24), (long, 48)):
+        make_record(folder, "teacher", 0, 0.3, scale="cpu", config={"backbone": "resnet101", "epochs": teacher_epochs})
+        make_record(folder, "r18-both", 0, 0.2, scale="cpu",
+                    config={"teacher": str(folder / "teacher-s0" / "checkpoint.pt")})
+    # a folder of students alone names the teacher they distil from, read beside its checkpoint
+    make_record(students, "r18-both", 0, 0.2, scale="cpu", config={"teacher": str(long / "teacher-s0" / "x.pt")})
+    make_record(students, "r18-none", 0, 0.2, scale="cpu")
+    found = {str(f): load_records(f)[lambda d: d["preset"] != "teacher"] for f in (short, long, students)}
+    sources = report.label_sources(load_records(short)[:0], "runs", {}, found, asked_for=("standin", "smoke"))
+    assert list(sources)[1:] == ["campaign (stand-in, cpu, teacher 24 epochs, CPU)",
+                                 "campaign (stand-in, cpu, teacher 48 epochs, CPU)",
+                                 "campaign (stand-in, cpu, teacher 48 epochs, CPU; students)"]
+    assert report.teacher_label(tmp_path / "gone", load_records(students)[lambda d: d["preset"] == "r18-none"]) == ""
+
+
 def test_table_sources_reads_finished_runs_and_names_empty_campaigns(tmp_path):
     ours, cpu = tmp_path / "ours", tmp_path / "cpu"
     for preset in TABLE_ROWS["table3"]:
