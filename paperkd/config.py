@@ -145,9 +145,9 @@ SCALES: dict[str, dict[str, Any]] = {
     # Sized for 2 CPU cores and a stand-in rendered at short side 80 (crop / image ~ 0.8, the paper's 513 / 375 ~ 1.4
     # keeps whole objects in view too): one ResNet-18 distillation run takes minutes, the campaign hours.
     # The teacher gets a longer schedule ("teacher" entry): the paper's starts from ImageNet weights, ours from random
-    # ones. Measured over 3 seeds against the plain ResNet-18 (21.8 +- 0.9 mIoU): 10.1 after the students' 8 epochs
-    # (1 seed), 21.7 +- 3.6 after 24 (not better; results/cpu-standin-voclabels), 27.2 +- 1.2 after 48 (every seed
-    # above every student seed; results/cpu-standin-voclabels-teacher48).
+    # ones. Measured against the plain ResNet-18 (about 21.5 mIoU): 10.1 after the students' 8 epochs (1 seed),
+    # 21.7 +- 3.6 after 24 (3 seeds, no better; results/cpu-standin-voclabels), 27.2 +- 1.2 after 48 (3 seeds, every
+    # one above every seed of the plain ResNet-18; results/cpu-standin-voclabels-teacher48).
     "cpu": {"epochs": 8, "crop": 65, "val_size": 65, "batch_size": 8, "max_train_images": 240,
             "max_val_images": 240, "workers": 1, "teacher": {"epochs": 48}},
     # Sized for one H100/H200 in about 15 minutes of a lent GPU (one seed; the students run four at a time): the
