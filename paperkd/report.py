@@ -25,7 +25,7 @@ from paperkd.campaign import diverged_runs, ensure_runs
 from paperkd.checkpoint import CHECKPOINT_NAME  # beside record.json in every run folder
 from paperkd.config import Config
 from paperkd.data.standin import standin_info
-from paperkd.records import RECORD_NAME, load_records
+from paperkd.records import RECORD_NAME, load_records, read_record
 from paperkd.train import TIMED_PARTS as TIME_PARTS  # the parts of an iteration the trainer times, in order
 
 TIME_PART_LABELS = {"data": "data", "teacher_forward": "teacher forward", "student_forward": "student forward",
@@ -121,13 +121,9 @@ def teacher_label(folder: str | Path, runs: pd.DataFrame) -> str:
 
     Read from the teacher records in `folder`, else from those beside the checkpoints the runs name in their config
     (a page without the teacher row still names it); a mix of schedules is joined by '/'."""
-    teachers = load_records(folder) if Path(folder).is_dir() else pd.DataFrame()
-    teachers = teachers[teachers["preset"] == "teacher"] if len(teachers) else teachers
-    if not len(teachers):
-        beside = {Path(r["config"]["teacher"]).parent for r in runs["record"] if r["config"].get("teacher")}
-        found = [load_records(path) for path in sorted(beside) if (path / RECORD_NAME).is_file()]
-        teachers = pd.concat(found) if found else teachers
-    epochs = sorted({r["config"]["epochs"] for r in teachers["record"]}) if len(teachers) else []
+    beside = {Path(r["config"]["teacher"]).parent / RECORD_NAME for r in runs["record"] if r["config"].get("teacher")}
+    records = list(Path(folder).glob(f"teacher-s*/{RECORD_NAME}")) or [path for path in beside if path.is_file()]
+    epochs = sorted({read_record(path)["config"]["epochs"] for path in records})
     return f"teacher {'/'.join(map(str, epochs))} epochs" if epochs else ""
 
 
