@@ -26,6 +26,7 @@
 data_root = None  # None: the embedded default stand-in
 dataset = "standin"  # "standin" or "voc"
 scale = "smoke"  # smoke | cpu | gpu | paper
+recipe = "authors"  # authors | paper: the training recipe of the runs this page trains
 seeds = [0]
 epochs = None  # None: the scale's
 device = "cpu"
@@ -53,7 +54,8 @@ COLUMNS = {"teacher": "teacher (ResNet-101)", "r18-none": "student (ResNet-18)",
            "r18-both": "student + pixel + pair"}
 seed = seeds[0]
 ours, diverged = report.ensure_rows(list(COLUMNS), [seed], scale=scale, dataset=dataset, data_root=data_root,
-                                    results=results, device=device, epochs=epochs, reuse=reuse, progress=False)
+                                    results=results, device=device, epochs=epochs, reuse=reuse, progress=False,
+                                    recipe=recipe)
 campaign_runs = load_records(campaign) if Path(campaign).is_dir() else pd.DataFrame()
 print(f"{len(ours)} runs from {results}; {len(campaign_runs)} campaign runs from {campaign}")
 

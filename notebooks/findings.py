@@ -37,6 +37,7 @@
 data_root = None  # None: the embedded default stand-in
 dataset = "standin"  # "standin" or "voc"
 scale = "smoke"  # smoke | cpu | gpu | paper
+recipe = "authors"  # authors | paper: the training recipe of the runs this page trains
 seeds = [0]
 epochs = None  # None: the scale's
 device = "cpu"
@@ -61,7 +62,7 @@ ROWS = list(dict.fromkeys(p for table in ("table1", "table2", "table3") for p in
 REFERENCES = separation.plain_references(ROWS)
 sources, missing = report.table_sources(ROWS, seeds, campaigns=campaigns, scale=scale, dataset=dataset,
                                        data_root=data_root, results=results, device=device, epochs=epochs,
-                                       reuse=reuse)
+                                       reuse=reuse, recipe=recipe)
 summaries = {label: report.summarise(runs, ROWS, diverged=failed) for label, (runs, _, failed) in sources.items()}
 versus = {label: separation.versus(runs, REFERENCES, diverged=failed) for label, (runs, _, failed) in sources.items()}
 print("; ".join(f"{label}: {len(runs)} runs" for label, (runs, _, _) in sources.items()))

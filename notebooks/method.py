@@ -29,6 +29,7 @@
 data_root = None  # None: the embedded default stand-in
 dataset = "standin"  # "standin" or "voc"
 scale = "smoke"  # smoke | cpu | gpu | paper (this page trains nothing and looks the same at every scale)
+recipe = "authors"  # unused here: this page trains nothing
 seeds = [0]
 epochs = None
 device = "cpu"

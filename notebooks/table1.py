@@ -30,6 +30,7 @@
 data_root = None  # None: the embedded default stand-in
 dataset = "standin"  # "standin" or "voc"
 scale = "smoke"  # smoke | cpu | gpu | paper
+recipe = "authors"  # authors | paper: the training recipe of the runs this page trains
 seeds = [0]
 epochs = None  # None: the scale's
 device = "cpu"
@@ -54,7 +55,7 @@ ROWS = TABLE_ROWS["table1"]
 paper = paper_table("table1")
 sources, missing = report.table_sources(ROWS, seeds, campaigns=campaigns, scale=scale, dataset=dataset,
                                        data_root=data_root, results=results, device=device, epochs=epochs,
-                                       reuse=reuse)
+                                       reuse=reuse, recipe=recipe)
 summaries = {label: report.summarise(runs, ROWS, diverged=failed)
              for label, (runs, _, failed) in sources.items()}
 print("; ".join(f"{label}: {len(runs)} runs" for label, (runs, _, _) in sources.items()))

@@ -10,8 +10,8 @@ What is timed, each by one small function, all on the same synthetic batch:
 - the teacher forward alone, without autograd (the other half of the floor of any feature distillation);
 - a student step for every distillation method asked for (GAT, Heo, pixel, pair, pixel+pair, MIDDLE/END positions).
 
-A training step is train.py's step, call for call (`param_groups`, SGD with momentum, the poly schedule, a disabled
-GradScaler, `Distillation`, `segmentation_loss`, `StepTimer`'s CUDA-synchronised parts), so its parts are the parts
+A training step is train.py's step, call for call (`paperkd.step.build_step` and `optimisation_step` under the
+chosen recipe, amp off, `StepTimer`'s CUDA-synchronised parts), so its parts are the parts
 a training record reports: data, teacher_forward, student_forward, losses, backward_step. The rows are run round
 robin (one step of each row per round; `warmup` rounds left out) so that a change of machine load hits every row
 alike; each row reports the median and the min-max spread of its step totals, and the median of each part.
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import statistics
 import time
@@ -48,12 +49,11 @@ from tqdm import tqdm
 
 from paperkd.atomic import atomic_open
 from paperkd.config import PRESETS, Config, resolve
-from paperkd.distill import Distillation
 from paperkd.errors import ConfigError
 from paperkd.models import deeplabv3plus, model_summary, tap
 from paperkd.records import run_environment
-from paperkd.train import (TIMED_PARTS, StepTimer, build_datasets, load_teacher, loader_workers, optimisation_step,
-                           param_groups, poly_schedule, training_loader)
+from paperkd.step import TIMED_PARTS, StepTimer, build_step, load_teacher, optimisation_step
+from paperkd.train import build_datasets, loader_workers, training_loader
 
 DEFAULT_METHODS = ("r18-gat", "r18-heo", "r18-pixel", "r18-pair", "r18-both", "r18-pixel-middle", "r18-pair-end")
 INFERENCE_BACKBONES = ("resnet101", "resnet18", "mobilenet_v2")
@@ -146,10 +146,11 @@ def teacher_forward_context(device: torch.device, settings: TeacherSettings) -> 
     return stack
 
 
-def bench_config(preset: str, size: int, batch: int) -> Config:
-    """The preset's config at the benchmark's crop and batch (the optimiser settings are the paper's)."""
+def bench_config(preset: str, size: int, batch: int, recipe: str | None = None) -> Config:
+    """The preset's config under `recipe` at the benchmark's crop and batch."""
     teacher = BENCH_TEACHER if PRESETS[preset].keys() & {"pixel", "pair", "gat", "heo"} else None
-    return resolve(preset, dataset="standin", crop=size, val_size=size, batch_size=batch, teacher=teacher)
+    return resolve(preset, recipe=recipe, dataset="standin", crop=size, val_size=size, batch_size=batch,
+                   teacher=teacher)
 
 
 def frozen_teacher_net(teacher: nn.Module, taps: Sequence[str], settings: TeacherSettings) -> nn.Module:
@@ -172,31 +173,29 @@ def training_step(cfg: Config, model: nn.Module, teacher: nn.Module | None, batc
                   device: torch.device, settings: TeacherSettings) -> Callable[[StepTimer], torch.Tensor]:
     """One iteration of train.py's loop for `model` (teacher or student), distilling from `teacher` if given.
 
-    Same calls as train.py (float32 student, amp off); only the teacher forward's context follows `settings`.
-    Returns a function that runs one step, timing its parts on the timer it is given, and returns the loss.
+    The trainer's own parts (`paperkd.step.build_step`: objective, optimizer, schedule, scaler, the recipe's ASPP
+    dropout), float32 student, amp off, past any connector warm-up; only the teacher forward's copy and context
+    follow `settings`. Returns a function that runs one step, timing its parts on the timer it is given.
     """
-    mem_format = memory_format(settings.channels_last)
-    # Heo's connectors follow the students' memory format, as in train.py.
-    objective = Distillation(cfg, teacher, model).to(device, memory_format=mem_format) if teacher is not None else None
-    taps = objective.taps if objective is not None else []
-    student_net = tap(model.to(device, memory_format=mem_format).train(), taps)
-    teacher_net = frozen_teacher_net(teacher, taps, settings) if teacher is not None else None
-    has_connectors = objective is not None and any(p.requires_grad for p in objective.parameters())
-    optimizer = torch.optim.SGD(param_groups(model, objective if has_connectors else None, cfg), lr=cfg.lr,
-                                momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = poly_schedule(optimizer, max_iter=10**6, power=cfg.poly_power)
-    scaler = torch.amp.GradScaler(device.type, enabled=False)  # train.py's scaler with amp off
+    cfg = dataclasses.replace(cfg, channels_last=settings.channels_last, amp=False)
+    step = build_step(cfg, model, teacher, device, max_iter=10**6, tap_teacher=False)
+    if teacher is not None:
+        step.teacher_net = frozen_teacher_net(teacher, step.taps, settings).train(cfg.teacher_train_mode)
     host_images, host_target = batch
+    iteration = 0
 
-    def step(timer: StepTimer) -> torch.Tensor:
+    def run(timer: StepTimer) -> torch.Tensor:
+        nonlocal iteration
         with timer.part("data"):
-            images = host_images.to(device, non_blocking=True, memory_format=mem_format)
+            images = host_images.to(device, non_blocking=True, memory_format=step.memory_format)
             target = host_target.to(device, non_blocking=True)
-        loss, _, _ = optimisation_step(images, target, student_net, teacher_net, objective, optimizer, scheduler,
-                                       scaler, timer, teacher_context=lambda: teacher_forward_context(device, settings))
+        loss, _, _ = optimisation_step(step, images, target, iteration, timer,
+                                       teacher_context=lambda: teacher_forward_context(device, settings))
+        iteration += 1
         return loss
 
-    return step
+    step.student_net.train()
+    return run
 
 
 def teacher_forward(teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
@@ -214,9 +213,9 @@ def teacher_forward(teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
 
 
 def build_rows(methods: Sequence[str], size: int, batch: int, device: torch.device, settings: TeacherSettings,
-               teacher_step: bool = True) -> list[Row]:
+               teacher_step: bool = True, recipe: str | None = None) -> list[Row]:
     """Teacher training step (if asked), plain student step(s), teacher forward, one row per distillation method."""
-    teacher_cfg = bench_config("teacher", size, batch)
+    teacher_cfg = bench_config("teacher", size, batch, recipe)
     images_and_target = synthetic_batch(size, batch, teacher_cfg.num_classes, device)
     torch.manual_seed(0)
     rows = []
@@ -229,7 +228,7 @@ def build_rows(methods: Sequence[str], size: int, batch: int, device: torch.devi
     frozen = frozen.requires_grad_(False).to(device).eval()
     plain = list(dict.fromkeys(f"{m.split('-')[0]}-none" for m in methods))  # one plain step per student backbone
     for preset in plain:
-        cfg = bench_config(preset, size, batch)
+        cfg = bench_config(preset, size, batch, recipe)
         rows.append(Row(LABELS["none"], preset, "student_step", cfg.backbone, training_step(
             cfg, deeplabv3plus(cfg.backbone, cfg.num_classes, cfg.output_stride), None, images_and_target, device,
             settings)))
@@ -238,7 +237,7 @@ def build_rows(methods: Sequence[str], size: int, batch: int, device: torch.devi
     for preset in methods:
         if preset in plain:
             continue
-        cfg = bench_config(preset, size, batch)
+        cfg = bench_config(preset, size, batch, recipe)
         student = deeplabv3plus(cfg.backbone, cfg.num_classes, cfg.output_stride)
         rows.append(Row(LABELS[preset.split("-", 1)[1]], preset, "distill_step", cfg.backbone,
                         training_step(cfg, student, frozen, images_and_target, device, settings)))
@@ -396,13 +395,15 @@ def run_benchmark(size: int = 513, batch: int = 6, device: str = "cpu", repeats:
                   channels_last: bool = False, compile_teacher: bool = False, inference_mode: bool = True,
                   json_path: str | None = None, progress: bool = True, inference_size: int | None = 513,
                   data_steps: int = 20, data_root: str | None = None, teacher_step: bool = True,
-                  threads: int | None = None, teacher_checkpoint: str | None = None) -> dict[str, Any]:
+                  threads: int | None = None, teacher_checkpoint: str | None = None,
+                  recipe: str | None = None) -> dict[str, Any]:
     """Time every step side by side (module docstring), then inference, teacher precision and data loading.
 
     `inference_size=None` skips the inference table; `data_steps=0` skips the data-wait measurement (`data_root`:
     a VOC-layout folder, default the embedded stand-in); `teacher_step=False` skips the (slowest) teacher training
     row; `threads` sets torch's intra-op threads for the run (1 is steadier on a CPU shared with other work);
     `teacher_checkpoint`: a trained teacher for the precision check (timing always uses random weights).
+    `recipe`: the training recipe of every step (`paperkd.config.RECIPES`; default the config's default).
     `device`: "cpu", "cuda", "cuda:N" or "auto" (CUDA when visible). Returns the result dict, also written to
     `json_path`.
     """
@@ -417,12 +418,13 @@ def run_benchmark(size: int = 513, batch: int = 6, device: str = "cpu", repeats:
     settings = TeacherSettings(parse_dtype(teacher_dtype), channels_last, compile_teacher, inference_mode)
 
     with torch_threads(threads):
-        rows = build_rows(methods, size, batch, dev, settings, teacher_step)
+        rows = build_rows(methods, size, batch, dev, settings, teacher_step, recipe)
         measure(rows, dev, warmup, repeats, progress)
         summaries = [summarize(row) for row in rows]
         add_ratios(summaries)
         result: dict[str, Any] = {
             "device": run_environment(dev)["device"], "torch": torch.__version__, "size": size, "batch": batch,
+            "recipe": bench_config("teacher", size, batch, recipe).recipe,
             "repeats": repeats,
             "settings": {"warmup": warmup, "teacher_dtype": dtype_name(settings.dtype), "channels_last": channels_last,
                          "compile_teacher": compile_teacher, "inference_mode": inference_mode,
@@ -457,11 +459,12 @@ def run_benchmark(size: int = 513, batch: int = 6, device: str = "cpu", repeats:
 def agreement_on_data(dtype: torch.dtype, device: torch.device, data_cfg: dict[str, Any], n: int,
                       checkpoint: str | None = None) -> dict[str, Any]:
     """`teacher_agreement` on the first `n` validation images, of the teacher in `checkpoint` (else random init)."""
-    _, val_set = build_datasets(resolve("r18-none", dataset="standin", **data_cfg))
+    # square validation images stack into one batch whatever the recipe's validation resize
+    _, val_set = build_datasets(resolve("r18-none", dataset="standin", val_mode="square", **data_cfg))
     images = torch.stack([val_set[i][0] for i in range(min(n, len(val_set)))]).to(device)
     torch.manual_seed(0)
     if checkpoint:
-        teacher = load_teacher(resolve("r18-pixel", dataset="standin", teacher=str(checkpoint)), device)
+        teacher = load_teacher(resolve("r18-pixel", dataset="standin", teacher=str(checkpoint)), device).eval()
     else:
         teacher = deeplabv3plus("resnet101").to(device)
     fraction = teacher_agreement(teacher, images, dtype)

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from paperkd.config import DATASETS, SCALES
+from paperkd.config import DATASETS, DEFAULT_RECIPE, RECIPES, SCALES
 from paperkd.errors import ConfigError, PaperkdError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def notebook_names(folder: Path | None = None) -> list[str]:
 def build_book(scale: str = "smoke", data_root: str | Path | None = None, dataset: str = "standin",
                results: str | Path = "runs/book", device: str = "cpu", seeds: Iterable[int] | None = None,
                reuse: bool = True, notebooks: Iterable[str] | None = None, build: bool = True,
-               progress: bool = True, epochs: int | None = None) -> Path:
+               progress: bool = True, epochs: int | None = None, recipe: str | None = None) -> Path:
     """Execute the notebooks into book/executed/ and build the book into _build/html; return its index.html.
 
     Every notebook gets the same parameters (its cell tagged `parameters` declares the defaults):
@@ -72,7 +72,7 @@ def build_book(scale: str = "smoke", data_root: str | Path | None = None, datase
     fails.
     """
     parameters = notebook_parameters(scale=scale, data_root=data_root, dataset=dataset, results=results,
-                                     device=device, seeds=seeds, reuse=reuse, epochs=epochs)
+                                     device=device, seeds=seeds, reuse=reuse, epochs=epochs, recipe=recipe)
     names = _select(notebooks)
     check_kernel()
     for name in names:
@@ -84,8 +84,9 @@ def build_book(scale: str = "smoke", data_root: str | Path | None = None, datase
 
 def notebook_parameters(scale: str = "smoke", data_root: str | Path | None = None, dataset: str = "standin",
                         results: str | Path = "runs/book", device: str = "cpu", seeds: Iterable[int] | None = None,
-                        reuse: bool = True, epochs: int | None = None) -> dict[str, Any]:
-    """The papermill parameters of a build, checked; paths made absolute (notebooks run with the repository as cwd)."""
+                        reuse: bool = True, epochs: int | None = None, recipe: str | None = None) -> dict[str, Any]:
+    """The papermill parameters of a build, checked; paths made absolute (notebooks run with the repository as cwd).
+    `recipe`: the training recipe of the runs the notebooks train (None: the default, `DEFAULT_RECIPE`)."""
     if scale not in SCALES:
         raise ConfigError(f"scale={scale!r} is not allowed; choose one of: {', '.join(SCALES)}")
     if dataset not in DATASETS:
@@ -101,7 +102,10 @@ def notebook_parameters(scale: str = "smoke", data_root: str | Path | None = Non
         "device": str(device),
         "results": str(Path(results).resolve()),
         "reuse": bool(reuse),
+        "recipe": recipe or DEFAULT_RECIPE,
     }
+    if parameters["recipe"] not in RECIPES:
+        raise ConfigError(f"recipe={recipe!r} is not allowed; choose one of: {', '.join(RECIPES)}")
     if seeds is not None:  # None: the notebook's default for the scale
         seeds = list(seeds)
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):

@@ -19,10 +19,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from paperkd.atomic import atomic_open
-from paperkd.checkpoint import CHECKPOINT_NAME
+from paperkd.checkpoint import selected_checkpoint
 from paperkd.config import PRESETS, Config, resolve
 from paperkd.errors import PaperkdError
-from paperkd.records import find_record, load_records
+from paperkd.records import PRE_RECIPE, find_record, load_records
 
 DIVERGED_NAME = "diverged.json"
 
@@ -31,14 +31,16 @@ def plan(presets: list[str], seeds: list[int], *, teacher_seed: int = 0, teacher
          **settings: Any) -> list[Config]:
     """The configs to run, teacher first (students need its checkpoint), in the given preset order, seed-major so
     that a partial campaign already covers every row with one seed. `teacher_epochs` overrides the teacher's epochs
-    alone (every seed of it), e.g. a stronger teacher for the same students."""
+    alone (every seed of it), e.g. a stronger teacher for the same students. Students distil from the teacher's
+    selected checkpoint (its best epoch under the `authors` recipe, its last under `paper`)."""
     results = settings["out"]
     teacher_settings = {**settings, **({"epochs": teacher_epochs} if teacher_epochs is not None else {})}
-    teacher_ckpt = str(Path(results) / f"teacher-s{teacher_seed}" / CHECKPOINT_NAME)
+    teacher_cfg = resolve("teacher", seed=teacher_seed, **teacher_settings)
+    teacher_ckpt = str(selected_checkpoint(Path(results) / teacher_cfg.name, teacher_cfg))
     needs_teacher = any(_distils(p) for p in presets)
     configs: list[Config] = []
     if needs_teacher or "teacher" in presets:
-        configs.append(resolve("teacher", seed=teacher_seed, **teacher_settings))
+        configs.append(teacher_cfg)
     for seed in seeds:
         for preset in presets:
             if preset == "teacher":
@@ -90,14 +92,17 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
 
 
 def check_reading(cfg: Config, record_path: Path | None) -> None:
-    """Refuse to reuse a finished run that used another reading of a loss than `cfg` asks for (it would be shown
-    under the wrong reading): the pixel-wise variant when the pixel-wise term is on, the pair-wise nodes likewise."""
+    """Refuse to reuse a finished run that used another recipe or another reading of a loss than `cfg` asks for (it
+    would be shown under the wrong one): the recipe always, the pixel-wise variant when the pixel-wise term is on,
+    the pair-wise nodes likewise."""
     if record_path is None:
         return
     done = json.loads(Path(record_path).read_text())["config"]
-    fields = [f for f, on in (("pixel_variant", cfg.pixel > 0), ("pair_nodes", cfg.pair > 0)) if on]
-    differ = [f"{f}={done[f]!r} (asked: {getattr(cfg, f)!r})" for f in fields
-              if done.get(f) is not None and done[f] != getattr(cfg, f)]  # a record without the field predates it
+    fields = [f for f, on in (("recipe", True), ("pixel_variant", cfg.pixel > 0), ("pair_nodes", cfg.pair > 0)) if on]
+    # A record without the recipe field predates the recipes; one without a loss field predates that field.
+    recorded = {f: done.get(f, PRE_RECIPE if f == "recipe" else None) for f in fields}
+    differ = [f"{f}={v!r} (asked: {getattr(cfg, f)!r})" for f, v in recorded.items()
+              if v is not None and v != getattr(cfg, f)]
     if differ:
         raise PaperkdError(f"{record_path} was trained with {', '.join(differ)}; keep each reading in its own results "
                            "folder (--results), or delete that run to retrain it")

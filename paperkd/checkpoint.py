@@ -19,7 +19,14 @@ from paperkd.errors import PaperkdError
 
 FORMAT = "paperkd-checkpoint"
 VERSION = 1
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = "checkpoint.pt"  # the last complete epoch, with everything a resume needs
+BEST_NAME = "best.pt"  # the best validation epoch's weights (runs whose config selects the best epoch)
+
+
+def selected_checkpoint(run_dir: str | os.PathLike, cfg: Any) -> Path:
+    """The checkpoint whose weights a run reports (and a teacher lends its students): best.pt when the config
+    selects the best validation epoch (`Config.model_selection`), else the last epoch's checkpoint.pt."""
+    return Path(run_dir) / (BEST_NAME if cfg.model_selection == "best" else CHECKPOINT_NAME)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:

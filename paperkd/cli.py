@@ -1,4 +1,4 @@
-"""`paperkd` command line: train, eval, predict, campaign, make-standin, check-data, info, bench, book.
+"""`paperkd` command line: train, eval, predict, campaign, calibrate, make-standin, check-data, info, bench, book.
 
 Expected problems (missing files, bad values) are printed as one line without a traceback and exit with status 2.
 """
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from paperkd.config import PIXEL_VARIANTS, PRESETS, SCALES, Config
+from paperkd.config import DEFAULT_RECIPE, PIXEL_VARIANTS, PRESETS, RECIPES, SCALES, Config
 from paperkd.errors import PaperkdError
 
 # One line per Config field for `paperkd train --help`; the default printed next to it is the paper's.
@@ -26,13 +26,17 @@ HELP = {
     "pixel": "alpha, weight of the pixel-wise loss (eq. 9; paper 100)",
     "pixel_tap": "position of the pixel-wise loss: decoder = END, encoder = MIDDLE (Table 3)",
     "pixel_variant": "paper = eq. 4-5 literally (signed channel sum, partial L2; diverges at alpha 100); "
-                     "paper-mean = the same with the channel mean as [37]'s code (collapses to background at "
-                     "alpha 100); authors = their code (default)",
+                     "paper-mean = the same with the channel mean (collapses to background at alpha 100); "
+                     "paper-normalised = the same on per-image unit-norm maps (the paper recipe's: the nearest "
+                     "reading that trains); authors = their code (the authors recipe's)",
     "pair": "beta, weight of the pair-wise loss (eq. 9; paper 1)",
     "pair_tap": "position of the pair-wise loss: encoder = MIDDLE, decoder = END (Table 3)",
     "pair_nodes": "graph nodes of eq. 6-8: channels (as eq. 6 defines) or pixels (3x3 cells, [35] and authors' code)",
+    "pair_detach_norm": "detach the node norm of eq. 7 (authors' code: same value, another gradient)",
     "gat": "lambda, weight of attention transfer (eq. 3; paper 1)",
-    "gat_tap": "position of attention transfer",
+    "gat_tap": "position of attention transfer, or all = the six pre-ReLU taps (authors' code)",
+    "gat_form": "code = [37]'s code (channel-mean map, mean square); eq2 = the paper's eq. 2 (an L2 norm); "
+                "authors = the authors' column-normalised map",
     "heo": "weight of Heo et al. 2019 as the authors coded it (1 = as coded)",
     "logit_kd": "weight of Hinton soft-label KD (beyond the paper)",
     "kd_temperature": "temperature of logit KD",
@@ -43,6 +47,7 @@ HELP = {
     "data_root": "folder holding VOCdevkit/VOC2012 (or VOCdevkit, or VOC2012); default for standin: embedded one",
     "sbd": "train on SBD-augmented labels (SegmentationClassAug + train_aug.txt); the paper does not",
     "crop": "training crop size",
+    "scale_of": "random scale of the image's own size (paper) or of the crop (authors: short side = factor x crop)",
     "scale_min": "random scale, lower end", "scale_max": "random scale, upper end",
     "label_pad": "label value of crop padding: 255 (ignored) or 0 (authors' code)",
     "blur": "Gaussian blur with p = 0.5 (authors' code)",
@@ -56,30 +61,55 @@ HELP = {
     "seed": "random seed", "amp": "mixed precision", "amp_dtype": "mixed precision type",
     "channels_last": "channels_last memory format",
     "deterministic": "deterministic algorithms (exact resume on CPU; slower on GPU)",
+    "seg_batch_average": "divide the cross-entropy (mean over pixels) by the batch size, as the authors' code does",
+    "connector_warmup_epochs": "first epochs of a distilling run train only the connectors (authors' code: 1)",
+    "distill_without_aspp_dropout": "distilling runs skip the ASPP's Dropout(0.5), as the authors' feature path does",
+    "model_selection": "report the last epoch, or the best validation epoch (authors' trainer; writes best.pt)",
     "eval_every": "evaluate every N epochs (and after the last)", "out": "results folder (one sub-folder per run)",
     "run_name": "run folder name (default <preset>-s<seed>)", "device": "auto, cpu, cuda or cuda:N",
 }
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per Config field; defaults stay None here so that preset and scale can fill them."""
+    """One option per Config field; defaults stay None here so that recipe, preset and scale can fill them."""
+    add_recipe_option(parser)
     for f in dataclasses.fields(Config):
-        if f.name in ("preset", "scale"):
+        if f.name in ("preset", "scale", "recipe"):
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = {"int": int, "float": float, "str": str, "bool": bool}[str(f.type).split("|")[0].strip()]
-        help_text = f"{HELP[f.name]} (paper default: {f.default})"
+        help_text = f"{HELP[f.name]} (default: {_recipe_defaults(f.name, f.default)})"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
 
 
+def add_recipe_option(parser: argparse.ArgumentParser) -> None:
+    """`--recipe authors|paper`, the same words on every command that trains or times."""
+    parser.add_argument("--recipe", default=None, choices=list(RECIPES), metavar="RECIPE",
+                        help=f"the whole training recipe: authors = what the authors' training code does (CE divided "
+                             f"by the batch, a connectors-only first epoch, no ASPP dropout when distilling, the "
+                             f"teacher in train mode, their loss readings and transforms, the best epoch); paper = "
+                             f"the paper's text read literally (plain CE, eq. 2 and 6 as printed, 513 x 513 "
+                             f"validation, the last epoch). Every option below still overrides it. "
+                             f"Default: {DEFAULT_RECIPE}")
+
+
+def _recipe_defaults(field: str, default) -> str:
+    """'X' or 'authors X, paper Y' for a field the recipes set."""
+    values = {name: fields[field] for name, fields in RECIPES.items() if field in fields}
+    if not values or len(set(map(str, values.values()))) == 1:
+        return str(default)
+    return ", ".join(f"{name} {value}" for name, value in values.items())
+
+
 def _config_from_args(args: argparse.Namespace):
     from paperkd.config import resolve
 
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if f.name not in ("preset", "scale")}
-    return resolve(args.preset, args.scale, **overrides)
+    skip = ("preset", "scale", "recipe")
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if f.name not in skip}
+    return resolve(args.preset, args.scale, recipe=args.recipe, **overrides)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -156,7 +186,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
                      results=args.results, device=args.device, epochs=args.epochs,
                      teacher_epochs=args.teacher_epochs, workers=args.workers,
                      backbone_weights=args.backbone_weights, pixel_variant=args.pixel_variant, amp=args.amp,
-                     progress=not args.quiet)
+                     recipe=args.recipe, progress=not args.quiet)
     summary = df.groupby("preset", sort=False)["miou"].agg(["mean", "std", "count"])
     print(summary.to_string(float_format=lambda v: f"{100 * v:.2f}"))
     return 0
@@ -171,7 +201,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            inference_mode=args.inference_mode, json_path=args.json, progress=not args.quiet,
                            inference_size=args.inference_size, data_steps=args.data_steps,
                            data_root=args.data_root, teacher_step=not args.no_teacher_step, threads=args.threads,
-                           teacher_checkpoint=args.teacher)
+                           teacher_checkpoint=args.teacher, recipe=args.recipe)
     print(format_table(result))
     return 0
 
@@ -181,7 +211,7 @@ def cmd_book(args: argparse.Namespace) -> int:
 
     index = build_book(scale=args.scale, data_root=args.data_root, dataset=args.dataset, results=args.results,
                        device=args.device, seeds=args.seeds, epochs=args.epochs, reuse=not args.no_reuse,
-                       notebooks=args.notebooks, build=not args.no_build)
+                       notebooks=args.notebooks, build=not args.no_build, recipe=args.recipe)
     print(f"book: {index}")
     return 0
 
@@ -192,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a teacher or a student (one row of Tables 1-3)",
-                       description="Train one run. Options override the preset, which overrides the scale's and the "
-                                   "paper's defaults. Writes <out>/<run name>/checkpoint.pt and record.json.")
+                       description="Train one run. Layers, each overriding the last: the defaults, the recipe "
+                                   "(--recipe), the preset, the scale, then every option given here. Writes "
+                                   "<out>/<run name>/checkpoint.pt (best.pt too when the best epoch is selected) "
+                                   "and record.json.")
     p.add_argument("--preset", default="custom", choices=["custom", *PRESETS],
                    help="a row of Tables 1-3: teacher, r18-none|pixel|pair|both, mnv2-..., r18-gat, r18-heo, "
                         "r18-pixel-middle, r18-pair-end")
@@ -261,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "students first and the teacher's other seeds last")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--scale", default="cpu", choices=list(SCALES))
+    add_recipe_option(p)
     p.add_argument("--dataset", default="standin", choices=["standin", "voc"])
     p.add_argument("--data-root", default=None)
     p.add_argument("--results", required=True, help="results folder (records are kept, checkpoints too)")
@@ -288,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "+ teacher forward). Also inference latency, params and GFLOPs.")
     p.add_argument("--size", type=int, default=513, help="input crop (paper: 513)")
     p.add_argument("--batch", type=int, default=6, help="batch size (paper: 6)")
+    add_recipe_option(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
@@ -311,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("book", help="execute the notebooks with papermill and build the Jupyter Book")
     p.add_argument("--scale", default="smoke", choices=list(SCALES))
+    add_recipe_option(p)
     p.add_argument("--dataset", default="standin", choices=["standin", "voc"])
     p.add_argument("--data-root", default=None)
     p.add_argument("--results", default="runs/book", help="run records folder the notebooks read and fill")

@@ -1,8 +1,10 @@
-"""One configuration dataclass, the paper's recipe as defaults, a preset for every row of Tables 1-3, and a scale knob.
+"""One configuration dataclass, two recipes, a preset for every row of Tables 1-3, and a scale knob.
 
-A run is fully described by a `Config`. `resolve(preset, scale, **overrides)` builds one in three layers, each
-overriding the last: the paper's defaults (the dataclass defaults), the preset (which model, which losses), the scale
-(how much data, crop and epochs; never the method), then explicit overrides from the caller or the command line.
+A run is fully described by a `Config`. `resolve(preset, scale, recipe=..., **overrides)` builds one in layers, each
+overriding the last: the defaults (the dataclass's, equal to the `authors` recipe), the recipe (`RECIPES`: how the
+whole training is done, read from the authors' code or from the paper's text), the preset (which model, which
+losses), the scale (how much data, crop and epochs; never the method), then explicit overrides from the caller or
+the command line. `Config.recipe` names the recipe; `Config.recipe_deviations()` lists the fields that differ from it.
 """
 
 from __future__ import annotations
@@ -12,19 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from paperkd.errors import ConfigError
+from paperkd.vocabulary import (ALL_TAPS, AMP_DTYPES, ATTENTION_FORMS, BACKBONES, DATASETS, LOSS_TERMS,
+                                MODEL_SELECTIONS, PAIRWISE_NODES, PIXELWISE_VARIANTS, POSITIONS, RECIPE_NAMES,
+                                SCALE_OF, VAL_MODES)
 
-BACKBONES = ("resnet101", "resnet18", "mobilenet_v2")
-TAPS = ("encoder", "decoder")  # MIDDLE and END of Table 3
-PIXEL_VARIANTS = ("paper", "paper-mean", "authors")
-PAIR_NODES = ("channels", "pixels")
-DATASETS = ("standin", "voc")
-VAL_MODES = ("square", "short_side")
-AMP_DTYPES = ("bf16", "fp16")
+TAPS = POSITIONS  # MIDDLE and END of Table 3
+PIXEL_VARIANTS = PIXELWISE_VARIANTS
+PAIR_NODES = PAIRWISE_NODES
 
 
 @dataclass
 class Config:
-    """Everything that defines a run. Defaults are the paper's recipe (paper.md "Setup") at full scale."""
+    """Everything that defines a run. Defaults: the `authors` recipe at the paper's full scale (paper.md "Setup")."""
 
     # -- model -------------------------------------------------------------------------------------------------------
     preset: str = "custom"
@@ -35,17 +36,17 @@ class Config:
 
     # -- distillation (students only; a weight of 0 switches a term off) ---------------------------------------------
     teacher: str | None = None  # path of the trained teacher's checkpoint
-    teacher_train_mode: bool = False  # the authors' code runs the frozen teacher in train mode (batch statistics)
+    teacher_train_mode: bool = True  # the authors' code runs the frozen teacher in train mode (batch statistics)
     pixel: float = 0.0  # alpha of eq. 9 (paper: 100)
     pixel_tap: str = "decoder"  # END (paper's best for pixel-wise)
-    # The authors' code, whose alpha = 100 the paper reports: the literal "paper" (channel sum) diverges at alpha = 100
-    # and "paper-mean" collapses the students to background (measured; book/paper_vs_code.md, losses.pixelwise).
-    pixel_variant: str = "authors"
+    pixel_variant: str = "authors"  # losses.pixelwise_loss's readings
     pair: float = 0.0  # beta of eq. 9 (paper: 1)
     pair_tap: str = "encoder"  # MIDDLE (paper's best for pair-wise)
-    pair_nodes: str = "channels"
+    pair_nodes: str = "pixels"  # eq. 6's channel nodes or the 3 x 3 cells the authors' code uses
+    pair_detach_norm: bool = True  # the authors' code detaches the node norm of eq. 7
     gat: float = 0.0  # lambda of eq. 3 (paper: 1)
-    gat_tap: str = "decoder"
+    gat_tap: str = "all"  # a position, or "all" = the six pre-ReLU taps the authors' attention transfer sums over
+    gat_form: str = "authors"  # losses.attention_transfer_loss's forms
     heo: float = 0.0  # multiplier on Heo et al.'s loss as the authors coded it (1 = as coded)
     logit_kd: float = 0.0  # Hinton et al. soft labels, beyond the paper
     kd_temperature: float = 1.0
@@ -60,10 +61,11 @@ class Config:
     crop: int = 513
     scale_min: float = 0.5
     scale_max: float = 2.0
-    label_pad: int = 255  # the authors' code pads labels with 0
-    blur: bool = False  # the authors' code adds a Gaussian blur with p = 0.5
+    label_pad: int = 0  # the authors' code pads labels with 0 (background); 255 would be ignored
+    blur: bool = True  # the authors' code adds a Gaussian blur with p = 0.5
     val_size: int = 513
-    val_mode: str = "square"  # paper: resize to 513 x 513; authors' code: short side 513 keeping aspect
+    val_mode: str = "short_side"  # paper: resize to 513 x 513; authors' code: short side 513 keeping aspect
+    scale_of: str = "crop"  # random scale of the image's size (paper) or of the crop's (authors: short side x 513)
     max_train_images: int | None = None
     max_val_images: int | None = None
     # Measured on an H100 box (16 cores) at crop 513, batch 6, VOC-sized images, within an epoch: with 2 workers the
@@ -86,8 +88,14 @@ class Config:
     amp_dtype: str = "bf16"
     channels_last: bool = False
     deterministic: bool = False
+    # -- the training around the losses (the recipe decides these; see RECIPES) ---------------------------------------
+    seg_batch_average: bool = True  # the authors' CE: mean over pixels, then divided by the batch size
+    connector_warmup_epochs: int = 1  # first epochs train only the connectors (the student is not updated)
+    distill_without_aspp_dropout: bool = True  # distilled students (and the teacher) skip the ASPP's Dropout(0.5)
+    model_selection: str = "best"  # report the last epoch, or the best validation epoch (the authors' trainer)
 
     # -- bookkeeping -------------------------------------------------------------------------------------------------
+    recipe: str = "authors"
     scale: str = "paper"
     eval_every: int = 1
     out: str = "runs"
@@ -96,7 +104,15 @@ class Config:
 
     @property
     def distills(self) -> bool:
-        return any(w > 0 for w in (self.pixel, self.pair, self.gat, self.heo, self.logit_kd, self.cwd))
+        return any(w > 0 for w in self.weights().values())
+
+    def weights(self) -> dict[str, float]:
+        """The weight of every loss term of `LOSS_TERMS` (0 = off)."""
+        return {term: getattr(self, weight) for term, (weight, _) in LOSS_TERMS.items()}
+
+    def recipe_deviations(self) -> dict[str, Any]:
+        """The recipe-governed fields whose value differs from `RECIPES[self.recipe]` (overridden on purpose)."""
+        return {k: getattr(self, k) for k, v in RECIPES.get(self.recipe, {}).items() if getattr(self, k) != v}
 
     @property
     def name(self) -> str:
@@ -105,6 +121,39 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
+# The two recipes: every field the training around the formulas depends on, set as one whole (book/paper_vs_code.md
+# has a row per field with the repository, commit and path behind the `authors` side).
+RECIPES: dict[str, dict[str, Any]] = {
+    # What the authors' training code does (AICSD afc4b52 train_kd.py / train.py, overhaul-distillation
+    # Segmentation/, pytorch-deeplab-xception's utils and transforms).
+    "authors": {
+        "seg_batch_average": True,  # utils/loss.py SegmentationLosses(batch_average=True)
+        "connector_warmup_epochs": 1,  # init_optimizer in epoch 0
+        "distill_without_aspp_dropout": True,  # modeling/aspp.py extract_feature
+        "teacher_train_mode": True,  # t_net.train()
+        "pixel_variant": "authors",
+        "pair_nodes": "pixels", "pair_detach_norm": True,  # distiller.py similarity: L2(feat).detach()
+        "gat_form": "authors", "gat_tap": ALL_TAPS,  # AICSD 7d7ac7d distiller.py (the six-tap attention)
+        "model_selection": "best",  # best_pred
+        "scale_of": "crop", "label_pad": 0, "blur": True, "val_mode": "short_side",  # custom_transforms.py
+    },
+    # The paper's text read literally wherever it speaks; where it is silent, no quirk of the code.
+    "paper": {
+        "seg_batch_average": False,
+        "connector_warmup_epochs": 0,
+        "distill_without_aspp_dropout": False,
+        "teacher_train_mode": False,
+        # The literal "paper" reading diverges at alpha = 100 and "paper-mean" collapses the students to background
+        # (book/paper_vs_code.md); "paper-normalised" is the nearest reading that trains, named as such.
+        "pixel_variant": "paper-normalised",
+        "pair_nodes": "channels", "pair_detach_norm": False,  # eq. 6 as written, eq. 7's gradient
+        "gat_form": "eq2", "gat_tap": "decoder",
+        "model_selection": "last",
+        "scale_of": "image", "label_pad": 255, "blur": False, "val_mode": "square",
+    },
+}
+DEFAULT_RECIPE = "authors"  # the recipe that produced the paper's numbers
 
 PAPER_WEIGHTS = {"pixel": 100.0, "pair": 1.0, "gat": 1.0, "heo": 1.0}
 
@@ -160,14 +209,15 @@ SCALES: dict[str, dict[str, Any]] = {
 }
 
 _CHOICES = {
-    "backbone": BACKBONES, "pixel_tap": TAPS, "pair_tap": TAPS, "gat_tap": TAPS, "cwd_tap": TAPS,
-    "pixel_variant": PIXEL_VARIANTS, "pair_nodes": PAIR_NODES, "dataset": DATASETS, "val_mode": VAL_MODES,
-    "amp_dtype": AMP_DTYPES, "scale": tuple(SCALES),
+    "backbone": BACKBONES, "pixel_tap": TAPS, "pair_tap": TAPS, "gat_tap": (*TAPS, ALL_TAPS), "cwd_tap": TAPS,
+    "pixel_variant": PIXEL_VARIANTS, "pair_nodes": PAIR_NODES, "gat_form": ATTENTION_FORMS, "dataset": DATASETS,
+    "val_mode": VAL_MODES, "amp_dtype": AMP_DTYPES, "scale": tuple(SCALES), "recipe": RECIPE_NAMES,
+    "model_selection": MODEL_SELECTIONS, "scale_of": SCALE_OF,
 }
 _POSITIVE = ("epochs", "batch_size", "lr", "crop", "val_size", "num_classes", "eval_every", "kd_temperature",
              "cwd_temperature")
 _NON_NEGATIVE = ("pixel", "pair", "gat", "heo", "logit_kd", "cwd", "weight_decay", "momentum", "workers",
-                 "head_lr_mult", "poly_power")
+                 "head_lr_mult", "poly_power", "connector_warmup_epochs")
 MAX_CROP = 1025  # beyond this a DeepLabV3+ step does not fit a 80 GB GPU at batch 6; almost surely a typo
 
 
@@ -194,6 +244,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"label_pad must be 255 (ignored, paper) or 0 (authors' code), got {cfg.label_pad!r}")
     if cfg.distills and not cfg.teacher:
         raise ConfigError(f"preset {cfg.preset!r} distils from a teacher: give its checkpoint with --teacher PATH")
+    if cfg.distills and cfg.connector_warmup_epochs >= cfg.epochs:
+        raise ConfigError(f"connector_warmup_epochs={cfg.connector_warmup_epochs} leaves no epoch to train the "
+                          f"student in; it must be < epochs={cfg.epochs}")
     if cfg.teacher and cfg.backbone == "resnet101" and cfg.preset == "teacher":
         raise ConfigError("the teacher preset trains the teacher itself; it takes no --teacher")
     if cfg.dataset == "voc" and not cfg.data_root:
@@ -202,17 +255,21 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def resolve(preset: str = "custom", scale: str = "paper", **overrides: Any) -> Config:
-    """Defaults <- preset <- scale <- overrides (None values in `overrides` mean "not given" and are skipped)."""
+def resolve(preset: str = "custom", scale: str = "paper", recipe: str | None = None, **overrides: Any) -> Config:
+    """Defaults <- recipe <- preset <- scale <- overrides (None values in `overrides` mean "not given" and are
+    skipped; `recipe=None` is the default recipe, `DEFAULT_RECIPE`)."""
     if preset != "custom" and preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
+    recipe = recipe or DEFAULT_RECIPE
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
-    values: dict[str, Any] = {"preset": preset, "scale": scale}
+    values: dict[str, Any] = {"preset": preset, "scale": scale, "recipe": recipe, **RECIPES[recipe]}
     values.update(PRESETS.get(preset, {}))
     scale_values = dict(SCALES[scale])
     teacher_values = scale_values.pop("teacher", {})
@@ -224,9 +281,25 @@ def resolve(preset: str = "custom", scale: str = "paper", **overrides: Any) -> C
 
 
 def from_dict(values: dict[str, Any]) -> Config:
-    """Rebuild a Config from `Config.to_dict()` output (a checkpoint or a run record)."""
+    """Rebuild a Config from `Config.to_dict()` output (a checkpoint or a run record).
+
+    A record written before the recipes existed lacks their fields; it is rebuilt with what that code did (no
+    recipe layer: plain CE mean, no warm-up, ASPP dropout on, the last epoch, the paper's transforms, the node
+    norm not detached) and `recipe="pre-recipe"`, never silently relabelled as either recipe."""
     known = {f.name for f in dataclasses.fields(Config)}
-    return Config(**{k: v for k, v in values.items() if k in known})
+    values = {k: v for k, v in values.items() if k in known}
+    if "recipe" not in values:
+        values = {**PRE_RECIPE_FIELDS, **values}
+    return Config(**values)
 
 
-__all__ = ["Config", "PRESETS", "SCALES", "TABLE_ROWS", "PAPER_WEIGHTS", "resolve", "validate", "from_dict"]
+# What the code did before the recipe layer, for records without a `recipe` field (see `from_dict`): the committed
+# campaigns ran the authors' pixel-wise reading with the paper's channel-node pair-wise reading, neither recipe.
+PRE_RECIPE_FIELDS: dict[str, Any] = {
+    **RECIPES["paper"], "recipe": "pre-recipe", "pixel_variant": "authors", "teacher_train_mode": False,
+    "gat_form": "code", "gat_tap": "decoder",
+}
+
+
+__all__ = ["Config", "PRESETS", "SCALES", "TABLE_ROWS", "PAPER_WEIGHTS", "RECIPES", "DEFAULT_RECIPE", "resolve",
+           "validate", "from_dict"]

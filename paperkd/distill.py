@@ -4,7 +4,8 @@
     L = L_seg + lambda * L_GAT                                  (eq. 3; lambda = 1)
     L = L_seg + Heo et al.'s loss as the authors coded it       (Table 2, "Method of [34]")
 
-`Distillation` only maps config to loss functions and tap names; the formulas live in `paperkd.losses`.
+`Distillation` only maps config to loss functions and tap names; the formulas live in `paperkd.losses`, the term
+names, weights and positions in `paperkd.vocabulary.LOSS_TERMS`.
 """
 
 from __future__ import annotations
@@ -23,15 +24,28 @@ from paperkd.losses import (
     pixelwise_loss,
 )
 from paperkd.models import tap_bn, tap_channels
+from paperkd.vocabulary import ALL_TAPS, IGNORE_INDEX, LOSS_TERMS, PRE_RELU_TAPS
 
-IGNORE_INDEX = 255
-# Heo et al.'s six pre-ReLU taps, as in the authors' segmentation code: four backbone stages, ASPP, decoder.
-HEO_TAPS = ("stage1", "stage2", "stage3", "stage4", "encoder", "decoder")
+HEO_TAPS = PRE_RELU_TAPS  # Heo et al.'s six pre-ReLU taps, as in the authors' segmentation code
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_seg: pixel-wise cross-entropy against the ground truth, label 255 ignored, mean over labelled pixels."""
-    return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, batch_divisor: int | None = None) -> torch.Tensor:
+    """L_seg: pixel-wise cross-entropy against the ground truth, label 255 ignored, mean over labelled pixels.
+
+    batch_divisor: the authors' `SegmentationLosses(batch_average=True)` then divides that mean by the batch size
+    (`Config.seg_batch_average`); None (the paper's text) leaves the plain mean."""
+    loss = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
+    return loss / batch_divisor if batch_divisor else loss
+
+
+def term_taps(cfg: Config, term: str) -> list[str]:
+    """The tap names one loss term reads (see `LOSS_TERMS`)."""
+    position = LOSS_TERMS[term][1]
+    if term == "heo" or (term == "gat" and cfg.gat_tap == ALL_TAPS):
+        return list(HEO_TAPS)
+    if term == "logit_kd":
+        return ["logits"]
+    return [getattr(cfg, position)]
 
 
 class Distillation(nn.Module):
@@ -44,12 +58,9 @@ class Distillation(nn.Module):
     def __init__(self, cfg: Config, teacher: nn.Module, student: nn.Module):
         super().__init__()
         self.cfg = cfg
-        self.weights = {name: w for name, w in (("pixel", cfg.pixel), ("pair", cfg.pair), ("gat", cfg.gat),
-                                                ("heo", cfg.heo), ("logit_kd", cfg.logit_kd), ("cwd", cfg.cwd))
-                        if w > 0}
-        taps = {"pixel": [cfg.pixel_tap], "pair": [cfg.pair_tap], "gat": [cfg.gat_tap], "heo": list(HEO_TAPS),
-                "logit_kd": ["logits"], "cwd": [cfg.cwd_tap]}
-        self.taps = sorted({t for name in self.weights for t in taps[name]})
+        self.weights = {term: w for term, w in cfg.weights().items() if w > 0}
+        self.term_taps = {term: term_taps(cfg, term) for term in self.weights}
+        self.taps = sorted({t for taps in self.term_taps.values() for t in taps})
         self.heo = None
         if "heo" in self.weights:
             self.heo = OverhaulDistillation(
@@ -59,20 +70,25 @@ class Distillation(nn.Module):
 
     def forward(self, t_feats: dict[str, torch.Tensor], s_feats: dict[str, torch.Tensor],
                 target: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg, terms = self.cfg, {}
+        cfg, taps, terms = self.cfg, self.term_taps, {}
         if "pixel" in self.weights:
-            terms["pixel"] = pixelwise_loss(t_feats[cfg.pixel_tap], s_feats[cfg.pixel_tap], variant=cfg.pixel_variant)
+            (at,) = taps["pixel"]
+            terms["pixel"] = pixelwise_loss(t_feats[at], s_feats[at], variant=cfg.pixel_variant)
         if "pair" in self.weights:
-            terms["pair"] = pairwise_loss(t_feats[cfg.pair_tap], s_feats[cfg.pair_tap], nodes=cfg.pair_nodes)
-        if "gat" in self.weights:
-            terms["gat"] = attention_transfer_loss(t_feats[cfg.gat_tap], s_feats[cfg.gat_tap])
+            (at,) = taps["pair"]
+            terms["pair"] = pairwise_loss(t_feats[at], s_feats[at], nodes=cfg.pair_nodes,
+                                          detach_norm=cfg.pair_detach_norm)
+        if "gat" in self.weights:  # summed over its taps (one, or the authors' six)
+            terms["gat"] = sum(attention_transfer_loss(t_feats[at], s_feats[at], form=cfg.gat_form)
+                               for at in taps["gat"])
         if "heo" in self.weights:
             terms["heo"] = self.heo([t_feats[t] for t in HEO_TAPS], [s_feats[t] for t in HEO_TAPS])
         if "logit_kd" in self.weights:
             terms["logit_kd"] = logit_kd_loss(t_feats["logits"], s_feats["logits"], T=cfg.kd_temperature,
                                               valid=target != IGNORE_INDEX)
         if "cwd" in self.weights:
-            terms["cwd"] = channelwise_kd_loss(t_feats[cfg.cwd_tap], s_feats[cfg.cwd_tap], T=cfg.cwd_temperature)
+            (at,) = taps["cwd"]
+            terms["cwd"] = channelwise_kd_loss(t_feats[at], s_feats[at], T=cfg.cwd_temperature)
         return terms
 
     def total(self, seg: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -21,6 +21,7 @@ from paperkd.atomic import atomic_open
 
 SCHEMA = 1
 RECORD_NAME = "record.json"
+PRE_RECIPE = "pre-recipe"  # the recipe name of a record written before `Config.recipe` existed
 REQUIRED_KEYS = ("schema", "run_name", "preset", "seed", "config", "environment", "epochs", "final", "best_miou",
                  "timing_ms", "params", "wall_s")
 
@@ -103,8 +104,10 @@ def find_record(folder: str | os.PathLike, run_name: str) -> Path | None:
 def load_records(folder: str | os.PathLike) -> pd.DataFrame:
     """All run records under `folder` as a DataFrame, one row per run.
 
-    Columns: run_name, preset, backbone, seed, scale, dataset, miou (final), best_miou, params, time_ms (mean training
-    iteration), the timing parts as time_<part>_ms, device, git_commit, path, and `record` (the whole record dict).
+    Columns: run_name, preset, backbone, seed, scale, dataset, recipe, miou (of the epoch the run's config selects
+    to report: the last, or the best validation epoch; `final_miou` is always the last), best_miou, params, time_ms
+    (mean training iteration), the timing parts as time_<part>_ms, device, git_commit, path, and `record` (the whole
+    record dict). A record written before the recipes existed has recipe "pre-recipe".
     """
     rows = []
     for path in sorted(Path(folder).rglob(RECORD_NAME)):
@@ -112,13 +115,15 @@ def load_records(folder: str | os.PathLike) -> pd.DataFrame:
         cfg = rec["config"]
         row = {
             "run_name": rec["run_name"], "preset": rec["preset"], "backbone": cfg["backbone"], "seed": rec["seed"],
-            "scale": cfg["scale"], "dataset": cfg["dataset"], "miou": rec["final"]["miou"],
+            "scale": cfg["scale"], "dataset": cfg["dataset"], "recipe": cfg.get("recipe", PRE_RECIPE),
+            "miou": (rec.get("selected") or rec["final"])["miou"], "final_miou": rec["final"]["miou"],
             "best_miou": rec["best_miou"], "params": rec["params"]["total"], "time_ms": rec["timing_ms"].get("total"),
             "device": rec["environment"]["device"], "git_commit": rec["environment"]["git_commit"],
             "wall_s": rec["wall_s"], "path": str(path), "record": rec,
         }
         row.update({f"time_{k}_ms": v for k, v in rec["timing_ms"].items() if k != "total"})
         rows.append(row)
-    columns = ["run_name", "preset", "backbone", "seed", "scale", "dataset", "miou", "best_miou", "params", "time_ms",
+    columns = ["run_name", "preset", "backbone", "seed", "scale", "dataset", "recipe", "miou", "final_miou",
+               "best_miou", "params", "time_ms",
                "device", "git_commit", "wall_s", "path", "record"]
     return pd.DataFrame(rows, columns=None if rows else columns)

@@ -1,8 +1,10 @@
 """From run records to the book's tables and plots: small functions of the DataFrame that `load_records` returns.
 
 Conventions, stated once:
-- mIoU is reported in % like the paper; `summarise` takes the FINAL mIoU of each run (after the last epoch) by
-  default, never the best epoch on the validation set (picking the best epoch on the set it is scored on flatters).
+- mIoU is reported in % like the paper; `summarise` takes each run's REPORTED mIoU by default: the epoch its recipe
+  selects (`paperkd.records.load_records`): the last epoch under `paper`, the best validation epoch under `authors`,
+  as the authors' trainer reports it (picking the best epoch on the set it is scored on flatters; every column
+  names its recipe, and `final_miou` is always the last epoch's).
 - The spread over seeds is the sample standard deviation (ddof = 1); with a single seed it is NaN (not 0).
 - A gap is ours minus the paper's, in percentage points.
 - Times are the mean training iteration in ms as the trainer measured it, averaged over seeds.
@@ -23,9 +25,9 @@ import pandas as pd
 from paperkd import separation
 from paperkd.campaign import diverged_runs, ensure_runs
 from paperkd.checkpoint import CHECKPOINT_NAME  # beside record.json in every run folder
-from paperkd.config import Config
+from paperkd.config import PRE_RECIPE_FIELDS
 from paperkd.data.standin import standin_info
-from paperkd.records import RECORD_NAME, load_records, read_record
+from paperkd.records import PRE_RECIPE, RECORD_NAME, load_records, read_record
 from paperkd.train import TIMED_PARTS as TIME_PARTS  # the parts of an iteration the trainer times, in order
 
 TIME_PART_LABELS = {"data": "data", "teacher_forward": "teacher forward", "student_forward": "student forward",
@@ -85,23 +87,22 @@ def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str
                   presets: Iterable[str] | None = None) -> dict[str, tuple]:
     """{column label: (runs, folder, diverged)}: our runs, then each campaign folder that holds records of the rows.
 
-    Labels name the data and scale (`data_label`, never calling a stand-in VOC); a campaign's also names its teacher's
-    schedule (`teacher_label`), its device (`device_label`) and, where it is not the default, the pixel-wise reading
-    (`reading_label`); two folders that
+    Labels name the data and scale (`data_label`, never calling a stand-in VOC) and the recipe (`recipe_label`); a
+    campaign's also names its teacher's schedule (`teacher_label`) and its device (`device_label`); two folders that
     would still share a label get their folder name added, so a column never hides another. `asked_for` =
     (dataset, scale) names our column when no run finished. `presets`: the page's rows; a campaign's diverged runs
     of other rows are left out (all are kept when None)."""
     dataset, scale = asked_for
     rows = None if presets is None else set(presets)
     default = f"{'VOC' if dataset == 'voc' else 'stand-in'}, {scale}"
-    ours_parts = [data_label(ours, default=default), reading_label(ours) if len(ours) else ""]
+    ours_parts = [data_label(ours, default=default), recipe_label(ours) if len(ours) else ""]
     sources = {f"ours ({', '.join(p for p in ours_parts if p)})": (ours, results, dict(diverged))}
     for folder, runs in campaigns.items():
         if len(runs):
             failed = {name: message for name, message in diverged_runs(folder).items()
                       if name not in set(runs["run_name"])  # a rerun that finished replaces its divergence
                       and (rows is None or name.rsplit("-s", 1)[0] in rows)}
-            parts = [data_label(runs), teacher_label(folder, runs), device_label(runs), reading_label(runs)]
+            parts = [data_label(runs), teacher_label(folder, runs), device_label(runs), recipe_label(runs)]
             label = f"campaign ({', '.join(p for p in parts if p)})"
             if label in sources:
                 label = f"campaign ({', '.join(p for p in parts if p)}; {Path(folder).name})"
@@ -133,12 +134,26 @@ def device_label(df: pd.DataFrame) -> str:
     return " + ".join(dict.fromkeys(names))
 
 
-def reading_label(df: pd.DataFrame) -> str:
-    """'pixel-wise reading paper-mean' when runs with a pixel-wise term used a reading other than the default
-    (`Config.pixel_variant`), else ''."""
-    used = [r["config"].get("pixel_variant", "unrecorded") for r in df["record"] if r["config"].get("pixel", 0) > 0]
-    other = [v for v in dict.fromkeys(used) if v != Config.pixel_variant]
-    return f"pixel-wise reading {' + '.join(other)}" if other else ""
+def recipe_label(df: pd.DataFrame) -> str:
+    """The recipe of the runs, e.g. 'recipe authors', with what was overridden on purpose ('recipe paper, pixel-wise
+    reading paper-mean'); records from before the recipes are named for what they ran, never relabelled as either
+    recipe ('pre-recipe readings: authors' pixel-wise, paper's pair-wise'). Several recipes are joined by ' + '."""
+    parts = []
+    for recipe, runs in df.groupby(df.get("recipe", pd.Series([PRE_RECIPE] * len(df), index=df.index)), sort=False):
+        name = PRE_RECIPE_TEXT if recipe == PRE_RECIPE else f"recipe {recipe}"
+        deviations = {}
+        for r in runs["record"]:
+            deviations.update(r.get("recipe_deviations") or {})
+            if recipe == PRE_RECIPE and r["config"].get("pixel", 0) > 0:  # the only reading those runs could vary
+                variant = r["config"].get("pixel_variant", "unrecorded")
+                if variant != PRE_RECIPE_FIELDS["pixel_variant"]:
+                    deviations["pixel_variant"] = variant
+        words = [f"pixel-wise reading {v}" if k == "pixel_variant" else f"{k}={v}" for k, v in deviations.items()]
+        parts.append(", ".join([name, *words]))
+    return " + ".join(parts)
+
+
+PRE_RECIPE_TEXT = "pre-recipe readings: authors' pixel-wise, paper's pair-wise"
 
 
 # -- tables -----------------------------------------------------------------------------------------------------------
@@ -533,5 +548,5 @@ def plot_prediction_grid(rows: list[Mapping[str, np.ndarray]], title: str = "") 
 __all__ = ["DIVERGED", "NOT_RUN", "TIME_PARTS", "TIME_PART_LABELS", "checkpoint_path", "compare_with_paper",
            "data_label", "describe_data", "device_label", "ensure_rows", "epoch_history", "label_sources",
            "mean_std_text", "no_campaign_markdown", "plot_miou_bars", "plot_prediction_grid", "plot_seed_scores",
-           "plot_time_breakdown", "plot_training_curves", "provenance_markdown", "reading_label", "sources_markdown",
+           "plot_time_breakdown", "plot_training_curves", "provenance_markdown", "recipe_label", "sources_markdown",
            "summarise", "table_runs", "table_sources", "teacher_margin_markdown", "time_breakdown", "time_ratio"]

@@ -14,7 +14,7 @@ from paperkd.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_PAGES = ("table1", "table2", "table3", "figure2", "findings")  # the paper's tables and figure, rebuilt from run records
-BOOK_PARAMETERS = {"data_root", "dataset", "scale", "seeds", "epochs", "device", "results", "reuse"}
+BOOK_PARAMETERS = {"data_root", "dataset", "scale", "recipe", "seeds", "epochs", "device", "results", "reuse"}
 EQUATION_LABELS = ("eq-gam", "eq-gat", "eq-gat-total", "eq-partial-l2", "eq-pixelwise", "eq-pool", "eq-similarity",
                    "eq-pairwise", "eq-total")  # eq. 1-9 in the paper's order
 
@@ -79,7 +79,8 @@ def test_parameters_are_checked_and_paths_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = book.notebook_parameters(scale="cpu", results="runs/x", device="cuda:1", reuse=False)
     assert params == {"data_root": None, "dataset": "standin", "scale": "cpu", "device": "cuda:1",
-                      "results": str(tmp_path / "runs" / "x"), "reuse": False}  # seeds/epochs: notebook defaults
+                      "results": str(tmp_path / "runs" / "x"), "reuse": False,
+                      "recipe": "authors"}  # seeds/epochs: notebook defaults; the default recipe
     params = book.notebook_parameters(data_root=".", dataset="voc", seeds=[1, 2], epochs=3)
     assert params["data_root"] == str(tmp_path) and params["seeds"] == [1, 2] and params["epochs"] == 3
 
@@ -92,6 +93,7 @@ def test_parameters_are_checked_and_paths_made_absolute(tmp_path, monkeypatch):
     ({"seeds": []}, "seeds"),
     ({"seeds": [0.5]}, "seeds"),
     ({"epochs": 0}, "epochs"),
+    ({"recipe": "both"}, "recipe='both' is not allowed; choose one of: authors, paper"),
 ])
 def test_bad_parameters_raise_config_error(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -224,7 +226,7 @@ def test_results_pages_show_tables_and_figures_from_the_records():
         assert executed["metadata"]["papermill"]["parameters"]["scale"] == "smoke"
         page = (html / "book" / "executed" / f"{name}.html").read_text()
         assert page.count("<img") >= 1, name
-        assert "ours (stand-in, smoke)" in page, name  # the data and scale are in the header, never "VOC" for ours
+        assert "ours (stand-in, smoke, recipe authors)" in page, name  # the data and scale are in the header, never "VOC" for ours
         assert "synthetic stand-in (NOT Pascal VOC)" in page and "paperkd git commit" in page, name
         if name.startswith("table"):
             assert "<table" in page and "paper (VOC 2012 val" in page, name

@@ -9,7 +9,9 @@ def test_plan_puts_the_teacher_first_and_students_use_its_checkpoint(tmp_path):
     names = [c.name for c in configs]
     assert names == ["teacher-s0", "r18-none-s0", "r18-pixel-s0", "r18-none-s1", "r18-pixel-s1", "teacher-s1"]
     pixel = [c for c in configs if c.preset == "r18-pixel"]
-    assert all(c.teacher == str(tmp_path / "teacher-s0" / "checkpoint.pt") for c in pixel)
+    assert all(c.teacher == str(tmp_path / "teacher-s0" / "best.pt") for c in pixel)  # authors: its best epoch
+    paper = plan(["r18-pixel"], [0], scale="smoke", dataset="standin", out=str(tmp_path), recipe="paper")
+    assert paper[1].teacher == str(tmp_path / "teacher-s0" / "checkpoint.pt") and paper[0].recipe == "paper"
     assert all(c.teacher is None for c in configs if c.preset == "r18-none")
 
 
@@ -55,7 +57,7 @@ def test_a_diverged_run_is_marked_skipped_and_reported(tmp_path, monkeypatch):
             raise paperkd.train.TrainingDiverged(f"{cfg.name}: loss term pixel became nan at iteration 5")
         if cfg.preset == "teacher":  # students check that the teacher's checkpoint exists
             (tmp_path / cfg.name).mkdir(exist_ok=True)
-            (tmp_path / cfg.name / "checkpoint.pt").write_bytes(b"")
+            (tmp_path / cfg.name / "best.pt").write_bytes(b"")
 
     monkeypatch.setattr(paperkd.train, "train", fake_train)
     settings = dict(scale="smoke", dataset="standin", results=str(tmp_path), progress=False)
@@ -72,8 +74,10 @@ def test_a_diverged_run_is_marked_skipped_and_reported(tmp_path, monkeypatch):
 
 def test_a_finished_run_of_another_reading_is_refused_not_reused(tmp_path, tiny_standin):
     settings = dict(scale="smoke", data_root=str(tiny_standin), results=str(tmp_path), device="cpu", epochs=1,
-                    workers=0, max_train_images=4, progress=False)
+                    workers=0, max_train_images=4, progress=False, connector_warmup_epochs=0)
     ensure_runs(["r18-pixel"], [0], **settings)  # the default reading, "authors"
     with pytest.raises(PaperkdError, match="pixel_variant='authors'.*asked: 'paper-mean'"):
         ensure_runs(["r18-pixel"], [0], pixel_variant="paper-mean", **settings)
     ensure_runs(["r18-none"], [0], pixel_variant="paper-mean", **settings)  # no pixel-wise term: nothing to differ
+    with pytest.raises(PaperkdError, match="recipe='authors' \\(asked: 'paper'\\)"):
+        ensure_runs(["r18-none"], [0], recipe="paper", **settings)  # another recipe is never reused

@@ -12,7 +12,9 @@ from paperkd.cli import main
 from paperkd.config import resolve
 from paperkd.data.palette import save_label_png
 
-SMOKE = ["--scale", "smoke", "--dataset", "standin", "--epochs", "1", "--max-train-images", "4", "--quiet"]
+# one epoch, so no connectors-only warm-up epoch (the authors recipe's) before it
+SMOKE = ["--scale", "smoke", "--dataset", "standin", "--epochs", "1", "--max-train-images", "4", "--quiet",
+         "--connector-warmup-epochs", "0"]
 
 
 def run(capsys, *argv):
@@ -22,11 +24,23 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def test_help_shows_paper_defaults(capsys):
+def test_help_shows_defaults_and_explains_the_recipe(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    assert "--pixel PIXEL" in out and "paper default: 0.007" in out and "r18-pixel-middle" in out
+    assert "--pixel PIXEL" in out and "(default: 0.007)" in out and "r18-pixel-middle" in out
+    assert "--recipe RECIPE the whole training recipe: authors = what the authors' training code does" in out
+    assert "(default: authors pixels, paper channels)" in out  # a field each recipe sets differently
+
+
+def test_unknown_recipe_is_one_line_with_the_allowed_ones(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--preset", "r18-none", "--dataset", "standin", "--recipe", "x"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--recipe: invalid choice: 'x'" in err and "authors" in err and "paper" in err
+    code, _, err = run(capsys, "train", "--preset", "r18-pixel", *SMOKE, "--teacher", "t.pt",
+                       "--connector-warmup-epochs", "1")
+    assert code == 2 and "connector_warmup_epochs=1 leaves no epoch" in err
 
 
 @pytest.mark.parametrize("argv, words", [

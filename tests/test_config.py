@@ -1,14 +1,60 @@
 import pytest
 
-from paperkd.config import PRESETS, SCALES, TABLE_ROWS, Config, resolve
+import dataclasses
+
+from paperkd.config import DEFAULT_RECIPE, PRESETS, RECIPES, SCALES, TABLE_ROWS, Config, from_dict, resolve
 from paperkd.errors import ConfigError
 
 
-def test_defaults_are_the_papers_recipe():
+def test_defaults_are_the_papers_setup_and_the_default_recipe():
     cfg = Config()
     assert (cfg.batch_size, cfg.epochs, cfg.lr, cfg.crop, cfg.val_size) == (6, 120, 0.007, 513, 513)
     assert (cfg.momentum, cfg.weight_decay, cfg.poly_power, cfg.head_lr_mult) == (0.9, 5e-4, 0.9, 10.0)
-    assert (cfg.scale_min, cfg.scale_max, cfg.label_pad, cfg.blur, cfg.sbd) == (0.5, 2.0, 255, False, False)
+    assert (cfg.scale_min, cfg.scale_max, cfg.sbd) == (0.5, 2.0, False)
+    # the bare dataclass is the default recipe, so Config() and resolve() agree
+    assert cfg.recipe == DEFAULT_RECIPE == "authors"
+    assert {k: getattr(cfg, k) for k in RECIPES["authors"]} == RECIPES["authors"]
+    assert cfg.recipe_deviations() == {}
+
+
+def test_both_recipes_set_the_same_fields_and_differ_in_each_reading():
+    assert set(RECIPES) == {"authors", "paper"} and RECIPES["authors"].keys() == RECIPES["paper"].keys()
+    known = {f.name for f in dataclasses.fields(Config)}
+    assert RECIPES["authors"].keys() <= known
+    authors, paper = RECIPES["authors"], RECIPES["paper"]
+    assert (authors["seg_batch_average"], paper["seg_batch_average"]) == (True, False)  # item 1
+    assert (authors["connector_warmup_epochs"], paper["connector_warmup_epochs"]) == (1, 0)  # item 2
+    assert (authors["pair_nodes"], paper["pair_nodes"]) == ("pixels", "channels")  # eq. 6 as written vs the code
+    assert (authors["gat_form"], paper["gat_form"]) == ("authors", "eq2")
+    assert (authors["model_selection"], paper["model_selection"]) == ("best", "last")
+    assert (authors["val_mode"], paper["val_mode"]) == ("short_side", "square")
+
+
+def test_recipe_is_a_layer_under_preset_scale_and_overrides():
+    cfg = resolve("r18-both", "smoke", recipe="paper", teacher="t.pt", dataset="standin")
+    assert cfg.recipe == "paper" and cfg.pair_nodes == "channels" and cfg.seg_batch_average is False
+    assert cfg.recipe_deviations() == {}
+    cfg = resolve("r18-both", "smoke", recipe="paper", teacher="t.pt", dataset="standin", pair_nodes="pixels")
+    assert cfg.recipe == "paper" and cfg.recipe_deviations() == {"pair_nodes": "pixels"}  # named, not hidden
+    assert resolve("r18-none", dataset="standin").recipe == "authors"  # the default
+
+
+def test_unknown_recipe_and_impossible_warmup_fail_with_one_line_naming_them():
+    with pytest.raises(ConfigError, match="unknown recipe 'authorz'; choose one of: authors, paper"):
+        resolve("r18-none", recipe="authorz", dataset="standin")
+    with pytest.raises(ConfigError, match="model_selection='better' is not allowed; choose one of: last, best"):
+        resolve("r18-none", dataset="standin", model_selection="better")
+    with pytest.raises(ConfigError, match="connector_warmup_epochs=2 leaves no epoch.*epochs=2"):
+        resolve("r18-pixel", "smoke", teacher="t", dataset="standin", connector_warmup_epochs=2)
+
+
+def test_a_record_from_before_the_recipes_is_rebuilt_as_what_it_ran_never_as_a_recipe():
+    old = {k: v for k, v in Config().to_dict().items() if k not in RECIPES["authors"] and k != "recipe"}
+    old.update(pixel_variant="authors", pair_nodes="channels")
+    cfg = from_dict(old)
+    assert cfg.recipe == "pre-recipe"
+    assert (cfg.seg_batch_average, cfg.connector_warmup_epochs, cfg.model_selection) == (False, 0, "last")
+    assert (cfg.pixel_variant, cfg.pair_nodes, cfg.pair_detach_norm) == ("authors", "channels", False)
 
 
 def test_every_table_row_has_a_preset():
@@ -25,7 +71,7 @@ def test_layers_preset_then_scale_then_overrides():
 
 
 def test_scales_never_change_the_method():
-    method = {"pixel", "pair", "gat", "heo", "pixel_tap", "pair_tap", "pixel_variant", "pair_nodes", "lr", "backbone"}
+    method = {"pixel", "pair", "gat", "heo", "pixel_tap", "pair_tap", "lr", "backbone", "recipe", *RECIPES["authors"]}
     for scale in SCALES.values():
         assert not method & (set(scale) | set(scale.get("teacher", {})))
 
@@ -36,9 +82,10 @@ def test_cpu_scale_gives_the_teacher_a_longer_schedule_only():
     assert resolve("teacher", "cpu", dataset="standin", epochs=3).epochs == 3  # an explicit override still wins
 
 
-def test_pixelwise_default_is_the_authors_reading():
+def test_pixelwise_reading_follows_the_recipe_and_stays_overridable():
     # "paper" diverges and "paper-mean" collapses to background at alpha = 100 (book: paper vs code)
     assert Config().pixel_variant == "authors"
+    assert resolve("r18-pixel", recipe="paper", teacher="t", dataset="standin").pixel_variant == "paper-normalised"
     other = resolve("r18-pixel", teacher="t", dataset="standin", pixel_variant="paper-mean")
     assert other.pixel_variant == "paper-mean"
 

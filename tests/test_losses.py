@@ -127,7 +127,7 @@ def test_pixelwise_paper_mean_is_the_channel_mean_reading():
 
 
 def test_pixelwise_unknown_variant_lists_allowed():
-    with pytest.raises(ConfigError, match="'paper', 'paper-mean', 'authors'"):
+    with pytest.raises(ConfigError, match="'paper', 'paper-mean', 'paper-normalised', 'authors'"):
         pixelwise_loss(HAND_T, HAND_S, variant="text")
 
 
@@ -377,6 +377,9 @@ LOSSES = {
     "pixelwise-paper": pixelwise_loss,
     "pixelwise-authors": lambda t, s: pixelwise_loss(t, s, variant="authors"),
     "pixelwise-paper-mean": lambda t, s: pixelwise_loss(t, s, variant="paper-mean"),
+    "pixelwise-paper-normalised": lambda t, s: pixelwise_loss(t, s, variant="paper-normalised"),
+    "pairwise-pixels-detached": lambda t, s: pairwise_loss(t, s, nodes="pixels", detach_norm=True),
+    "attention-authors": lambda t, s: attention_transfer_loss(t, s, form="authors"),
     "pairwise-channels": pairwise_loss,
     "pairwise-pixels": lambda t, s: pairwise_loss(t, s, nodes="pixels"),
     "attention-code": attention_transfer_loss,
@@ -458,6 +461,14 @@ def np_pixelwise_authors(t, s):
     return ((normalised(t) - normalised(s)) ** 2).mean()
 
 
+def np_pixelwise_paper_normalised(t, s):
+    g_t, g_s = t.sum(1), s.sum(1)
+    for g in (g_t, g_s):
+        for b in range(g.shape[0]):
+            g[b] /= np.sqrt((g[b] ** 2).sum())
+    return np_pixelwise_paper(g_t[:, None], g_s[:, None])
+
+
 def np_pairwise(x_t, x_s, nodes, grid=3):
     def similarity(x):
         b, c, h, w = x.shape
@@ -512,6 +523,10 @@ REGRESSION = [
     # name, torch loss, numpy reference, frozen value
     ("pixelwise-paper", lambda t, s: pixelwise_loss(t, s), np_pixelwise_paper, 5.614518445080625),
     ("pixelwise-authors", lambda t, s: pixelwise_loss(t, s, "authors"), np_pixelwise_authors, 0.08823500554998603),
+    ("pixelwise-paper-normalised", lambda t, s: pixelwise_loss(t, s, "paper-normalised"),
+     np_pixelwise_paper_normalised, 0.0530172507948094),
+    ("attention-authors", lambda t, s: attention_transfer_loss(t, s, form="authors"), np_pixelwise_authors,
+     0.08823500554998603),
     ("pairwise-channels", lambda t, s: pairwise_loss(t, s, "channels"),
      lambda t, s: np_pairwise(t, s, "channels"), 0.003921803821467878),
     ("pairwise-pixels", lambda t, s: pairwise_loss(t, s, "pixels"),
@@ -564,3 +579,21 @@ def test_overhaul_frozen_regression():
     expected = np_heo([f.numpy() for f in t_feats], [f.numpy() for f in s_feats], gammas, betas, weights, (8, 2), 1e-2)
     assert expected == pytest.approx(HEO_FROZEN, rel=1e-9)
     assert distiller(t_feats, s_feats).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_pairwise_detached_norm_keeps_the_value_and_changes_the_gradient():
+    t = seeded(2, 8, 33, 33, seed=20)
+    s1 = seeded(2, 8, 33, 33, seed=21).requires_grad_()
+    s2 = s1.detach().clone().requires_grad_()
+    plain = pairwise_loss(t, s1, nodes="pixels")
+    detached = pairwise_loss(t, s2, nodes="pixels", detach_norm=True)
+    assert detached.item() == pytest.approx(plain.item(), rel=1e-6)
+    plain.backward()
+    detached.backward()
+    relative = ((s1.grad - s2.grad).norm() / s1.grad.norm()).item()
+    assert relative > 0.01  # the authors' gradient is not eq. 7's
+
+
+def test_authors_attention_transfer_is_the_authors_pixelwise_distance():
+    t, s = seeded(2, 5, 9, 9, seed=3), seeded(2, 7, 9, 9, seed=4)
+    assert attention_transfer_loss(t, s, form="authors").item() == pixelwise_loss(t, s, variant="authors").item()

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from paperkd import report  # noqa: E402
-from paperkd.config import TABLE_ROWS  # noqa: E402
+from paperkd.config import RECIPES, TABLE_ROWS  # noqa: E402
 from paperkd.errors import ConfigError  # noqa: E402
 from paperkd.paper_results import TABLE1, TABLE2, TABLE3, paper_table  # noqa: E402
 from paperkd.records import load_records, write_record  # noqa: E402
@@ -21,14 +21,18 @@ PARAMS = {"teacher": 59_344_309, "r18": 16_608_181, "mnv2": 5_816_053}
 
 def make_record(folder, preset, seed, miou, *, time_parts=None, params=None, epochs=((2.0, 0.1), (1.0, None)),
                 dataset="standin", scale="smoke", data_root=None, device="cpu: x86_64, 2 threads", commit="abc123",
-                train_images=16, val_images=8, checkpoint=False, config=None):
-    """Write one run record as the trainer would; `epochs` are (loss, mIoU or None) pairs."""
+                train_images=16, val_images=8, checkpoint=False, config=None, recipe="authors"):
+    """Write one run record as the trainer would; `epochs` are (loss, mIoU or None) pairs. recipe=None writes a
+    record of the code before the recipes (no recipe field), like the committed campaigns'."""
     time_parts = time_parts or {"data": 1.0, "student_forward": 10.0, "losses": 1.0, "backward_step": 20.0}
     name = f"{preset}-s{seed}"
     record = {
         "schema": 1, "run_name": name, "preset": preset, "seed": seed,
         "config": {"backbone": "resnet18", "dataset": dataset, "scale": scale, "data_root": data_root, "epochs": 2,
-                   "crop": 65, "val_size": 65, "batch_size": 4, **(config or {})},
+                   "crop": 65, "val_size": 65, "batch_size": 4, **({"recipe": recipe} if recipe else {}),
+                   **(config or {})},
+        "recipe_deviations": {k: v for k, v in (config or {}).items() if k in RECIPES.get(recipe, {})
+                              and RECIPES[recipe][k] != v},
         "environment": {"device": device, "git_commit": commit},
         "data": {"root": data_root or "embedded procedural stand-in", "train_images": train_images,
                  "val_images": val_images, "standin": dataset == "standin"},
@@ -173,23 +177,34 @@ def test_campaign_columns_name_device_and_reading_and_never_collide(tmp_path):
     make_record(mean, "r18-both", 1, 0.03, scale="cpu", config={**pixel, "pixel_variant": "paper-mean"})
     found = {str(f): load_records(f) for f in (cpu, gpu, mean)} | {str(tmp_path / "missing"): load_records(cpu)[:0]}
     sources = report.label_sources(load_records(cpu)[:0], "runs", {}, found, asked_for=("standin", "smoke"))
-    assert list(sources) == ["ours (stand-in, smoke)", "campaign (stand-in, cpu, CPU)",
-                             "campaign (stand-in, gpu, NVIDIA H100 80GB HBM3)",
-                             "campaign (stand-in, cpu, CPU, pixel-wise reading paper-mean)"]
-    runs, folder, failed = sources["campaign (stand-in, cpu, CPU, pixel-wise reading paper-mean)"]
+    assert list(sources) == ["ours (stand-in, smoke)", "campaign (stand-in, cpu, CPU, recipe authors)",
+                             "campaign (stand-in, gpu, NVIDIA H100 80GB HBM3, recipe authors)",
+                             "campaign (stand-in, cpu, CPU, recipe authors, pixel-wise reading paper-mean)"]
+    runs, folder, failed = sources["campaign (stand-in, cpu, CPU, recipe authors, pixel-wise reading paper-mean)"]
     assert folder == str(mean) and failed == {"r18-both-s0": "r18-both-s0: pixel is inf"}  # the campaign's own
     assert "missing" in report.no_campaign_markdown(tmp_path / "missing")
     # a page without the r18-both row does not list its divergence
     only_pixel = report.label_sources(load_records(cpu)[:0], "runs", {}, found, asked_for=("standin", "smoke"),
                                       presets=["r18-pixel"])
-    assert only_pixel["campaign (stand-in, cpu, CPU, pixel-wise reading paper-mean)"][2] == {}
+    assert only_pixel["campaign (stand-in, cpu, CPU, recipe authors, pixel-wise reading paper-mean)"][2] == {}
     # two folders that would share a label both stay, the second named by its folder
     twin = tmp_path / "cpu-again"
     make_record(twin, "r18-pixel", 1, 0.25, scale="cpu", config=pixel)
     both = report.label_sources(load_records(cpu)[:0], "runs", {}, {str(cpu): load_records(cpu),
                                                                      str(twin): load_records(twin)},
                                 asked_for=("standin", "smoke"))
-    assert list(both)[1:] == ["campaign (stand-in, cpu, CPU)", "campaign (stand-in, cpu, CPU; cpu-again)"]
+    assert list(both)[1:] == ["campaign (stand-in, cpu, CPU, recipe authors)",
+                              "campaign (stand-in, cpu, CPU, recipe authors; cpu-again)"]
+
+
+def test_records_from_before_the_recipes_are_labelled_for_what_they_ran(tmp_path):
+    old = tmp_path / "old"
+    make_record(old, "r18-both", 0, 0.2, scale="cpu", recipe=None, config={"pixel": 100.0, "pair": 1.0})
+    make_record(old, "r18-pixel", 0, 0.2, scale="cpu", recipe=None,
+                config={"pixel": 100.0, "pixel_variant": "paper-mean"})
+    label = report.recipe_label(load_records(old))
+    assert label == "pre-recipe readings: authors' pixel-wise, paper's pair-wise, pixel-wise reading paper-mean"
+    assert "recipe authors" not in label and "recipe paper" not in label
 
 
 def test_campaigns_differing_only_in_their_teacher_are_labelled_by_its_schedule(tmp_path):
@@ -203,9 +218,9 @@ def test_campaigns_differing_only_in_their_teacher_are_labelled_by_its_schedule(
     make_record(students, "r18-none", 0, 0.2, scale="cpu")
     found = {str(f): load_records(f)[lambda d: d["preset"] != "teacher"] for f in (short, long, students)}
     sources = report.label_sources(load_records(short)[:0], "runs", {}, found, asked_for=("standin", "smoke"))
-    assert list(sources)[1:] == ["campaign (stand-in, cpu, teacher 24 epochs, CPU)",
-                                 "campaign (stand-in, cpu, teacher 48 epochs, CPU)",
-                                 "campaign (stand-in, cpu, teacher 48 epochs, CPU; students)"]
+    assert list(sources)[1:] == ["campaign (stand-in, cpu, teacher 24 epochs, CPU, recipe authors)",
+                                 "campaign (stand-in, cpu, teacher 48 epochs, CPU, recipe authors)",
+                                 "campaign (stand-in, cpu, teacher 48 epochs, CPU, recipe authors; students)"]
     assert report.teacher_label(tmp_path / "gone", load_records(students)[lambda d: d["preset"] == "r18-none"]) == ""
 
 
@@ -216,8 +231,9 @@ def test_table_sources_reads_finished_runs_and_names_empty_campaigns(tmp_path):
     make_record(cpu, "r18-pixel", 0, 0.2, scale="cpu")
     sources, missing = report.table_sources(TABLE_ROWS["table3"], [0], campaigns=[cpu, tmp_path / "gone"],
                                             results=str(ours), dataset="standin", scale="smoke", device="cpu")
-    assert list(sources) == ["ours (stand-in, smoke)", "campaign (stand-in, cpu, CPU)"]  # nothing was trained
-    assert len(sources["ours (stand-in, smoke)"][0]) == 4 and missing == [str(tmp_path / "gone")]
+    ours_label = "ours (stand-in, smoke, recipe authors)"
+    assert list(sources) == [ours_label, "campaign (stand-in, cpu, CPU, recipe authors)"]  # nothing was trained
+    assert len(sources[ours_label][0]) == 4 and missing == [str(tmp_path / "gone")]
     text = report.provenance_markdown(sources, missing)
     assert str(ours) in text and str(cpu) in text and "**No campaign records** in `" + str(tmp_path / "gone") in text
 

@@ -45,7 +45,7 @@ def test_kd_run_learns_and_writes_a_complete_record(tmp_path, tiny_standin, smok
 def test_teacher_is_frozen_and_unchanged(tmp_path, tiny_standin, smoke_teacher):
     before = load_checkpoint(smoke_teacher)["model"]
     train(resolve("r18-pixel", "smoke", teacher=str(smoke_teacher), data_root=str(tiny_standin), out=str(tmp_path),
-                  epochs=1, **SMOKE), progress=False)
+                  epochs=1, connector_warmup_epochs=0, **SMOKE), progress=False)
     after = load_checkpoint(smoke_teacher)["model"]
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -53,7 +53,8 @@ def test_teacher_is_frozen_and_unchanged(tmp_path, tiny_standin, smoke_teacher):
 @pytest.mark.parametrize("preset", ["r18-gat", "r18-heo", "mnv2-pair"])
 def test_baselines_and_mobilenet_run(tmp_path, tiny_standin, smoke_teacher, preset):
     record = train(resolve(preset, "smoke", teacher=str(smoke_teacher), data_root=str(tiny_standin),
-                           out=str(tmp_path), epochs=1, max_train_images=4, **SMOKE), progress=False)
+                           out=str(tmp_path), epochs=1, max_train_images=4, connector_warmup_epochs=0, **SMOKE),
+                   progress=False)
     method = {"r18-gat": "gat", "r18-heo": "heo", "mnv2-pair": "pair"}[preset]
     assert record["epochs"][0]["loss"][method] > 0
 
@@ -133,3 +134,63 @@ def test_loader_workers_never_exceed_the_usable_cpus(monkeypatch):
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert (loader_workers(8), loader_workers(1), loader_workers(0)) == (2, 1, 0)
+
+
+@pytest.mark.parametrize("recipe", ["authors", "paper"])
+def test_each_recipe_trains_and_its_record_says_which_epoch_it_reports(tmp_path, tiny_standin, smoke_teacher, recipe):
+    cfg = resolve("r18-pixel", "smoke", recipe=recipe, teacher=str(smoke_teacher), data_root=str(tiny_standin),
+                  out=str(tmp_path), epochs=2, max_train_images=8, **SMOKE)
+    record = train(cfg, progress=False)
+    run = tmp_path / cfg.name
+    assert record["recipe"] == recipe and record["config"]["recipe"] == recipe and record["recipe_deviations"] == {}
+    assert [e["warmup"] for e in record["epochs"]] == ([True, False] if recipe == "authors" else [False, False])
+    miou = [e["miou"] for e in record["epochs"]]
+    if recipe == "authors":  # the best validation epoch, its weights in best.pt
+        best = max(range(2), key=lambda i: (miou[i], -i))
+        assert record["selected"]["rule"] == "best" and record["selected"]["epoch"] == best + 1
+        assert record["selected"]["miou"] == miou[best] == load_checkpoint(run / "best.pt")["miou"]
+    else:  # the last epoch, no best.pt
+        assert record["selected"]["epoch"] == 2 and record["selected"]["miou"] == miou[-1] == record["final"]["miou"]
+        assert not (run / "best.pt").exists()
+    assert load_records(tmp_path).loc[0, "miou"] == record["selected"]["miou"]
+
+
+def test_authors_seg_term_is_the_cross_entropy_divided_by_the_batch(tmp_path, tiny_standin):
+    records = {recipe: train(resolve("r18-none", "smoke", recipe=recipe, data_root=str(tiny_standin),
+                                     out=str(tmp_path / recipe), epochs=1, max_train_images=4, **SMOKE),
+                             progress=False) for recipe in ("authors", "paper")}
+    batch = records["authors"]["config"]["batch_size"]
+    seg = {recipe: r["epochs"][0]["loss"]["seg"] for recipe, r in records.items()}
+    # the same first iterate, so the first epoch's mean CE differs mainly by the factor 1/B
+    assert seg["authors"] == pytest.approx(seg["paper"] / batch, rel=0.25)
+
+
+def test_a_run_interrupted_after_the_warmup_epoch_resumes_to_identical_weights(tmp_path, tiny_standin, smoke_teacher,
+                                                                               monkeypatch):
+    import paperkd.train as trainer
+
+    def settings(out):
+        return resolve("r18-heo", "smoke", teacher=str(smoke_teacher), data_root=str(tiny_standin), out=str(out),
+                       epochs=3, max_train_images=8, **SMOKE)
+
+    straight = train(settings(tmp_path / "straight"), progress=False)
+    real_evaluate, calls = trainer.evaluate, {"n": 0}
+
+    def evaluate_then_stop(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # in epoch 2: the checkpoint of epoch 1 (the warm-up) is on disk
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(settings(tmp_path / "cut"), progress=False)
+    state = load_checkpoint(tmp_path / "cut" / "r18-heo-s0" / "checkpoint.pt")
+    assert state["epoch"] == 1 and state["warmup_optimizer"] is not None
+    monkeypatch.setattr(trainer, "evaluate", real_evaluate)
+    resumed = train(settings(tmp_path / "cut"), resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "straight" / "r18-heo-s0" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "cut" / "r18-heo-s0" / "checkpoint.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["distill"][k], b["distill"][k]) for k in a["distill"])
+    assert [e["loss"] for e in straight["epochs"]] == [e["loss"] for e in resumed["epochs"]]

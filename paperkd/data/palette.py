@@ -12,13 +12,13 @@ import numpy as np
 from PIL import Image
 
 from paperkd.errors import DataError
+from paperkd.vocabulary import IGNORE_INDEX  # re-exported: the data modules import it from here
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
 NUM_CLASSES = len(VOC_CLASSES)
-IGNORE_INDEX = 255
 LABEL_MODES = ("P", "L")  # index-valued modes; "L" is how SBD-converted labels are often stored
 
 

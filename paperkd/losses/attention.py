@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from paperkd.errors import ConfigError
 from paperkd.losses._common import (float32_math, require_4d, require_choice, require_same_batch, resize_to,
                                     student_input, teacher_input)
+from paperkd.vocabulary import ATTENTION_FORMS
 
 # ---------------------------------------------------------------------------------------------------------------
 # Eq. 1 and eq. 2
@@ -38,7 +39,15 @@ def attention_map(feat: torch.Tensor) -> torch.Tensor:
     return student_input(feat).pow(2).mean(dim=1)
 
 
-ATTENTION_FORMS = ("code", "eq2")
+def authors_attention_distance(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """The attention distance the authors' code uses for its pixel-wise term and its attention transfer (paper.md):
+    a = channel mean of A^2 (`attention_map`), then F.normalize(a, dim=1) on the (B, H, W) map, which gives each
+    COLUMN (fixed b and w, running over H) unit L2 norm (a quirk of normalising a 3-D tensor on dim 1, reproduced on
+    purpose), then the plain mean of (a_t - a_s)^2 over all elements. A student map of another size is resized to the
+    teacher's before the normalisation. Expects float32 inputs, the teacher already detached."""
+    a_t = attention_map(t)
+    a_s = resize_to(attention_map(s), a_t.shape[-2:])
+    return (F.normalize(a_t, dim=1) - F.normalize(a_s, dim=1)).pow(2).mean()
 
 
 def attention_transfer_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, form: str = "code") -> torch.Tensor:
@@ -49,7 +58,10 @@ def attention_transfer_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, form: st
     (F.normalize), loss = mean over batch and positions of (a_s - a_t)^2.
     form="eq2": the paper's eq. 2 literally: G = gam(A, p=2), flattened and L2-normalised per image, loss =
     || G_t/||G_t|| - G_s/||G_s|| ||_2 per image (a norm, not its square), averaged over the batch.
-    Both are zero for equal inputs; "code" equals ("eq2")^2 / (H*W) per image.
+    form="authors": what the authors' own attention transfer computed (AICSD history, 2022-08; paper.md), the
+    column-normalised map of `authors_attention_distance`; their code summed it over the six pre-ReLU taps at weight 1
+    (`Config.gat_tap = "all"`).
+    "code" and "eq2" are zero for equal inputs; "code" equals ("eq2")^2 / (H*W) per image.
 
     Channel counts may differ (the maps sum them away). A student of another spatial size has its attention MAP
     (before normalisation) resized bilinearly to the teacher's size. The teacher is detached; float32 inside.
@@ -60,6 +72,8 @@ def attention_transfer_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, form: st
     require_same_batch(t_feat, s_feat)
     t, s = teacher_input(t_feat), student_input(s_feat)
     with float32_math(t):
+        if form == "authors":
+            return authors_attention_distance(t, s)
         if form == "code":
             a_t, a_s = attention_map(t), attention_map(s)
         else:

@@ -29,8 +29,8 @@ from paperkd.losses._common import (
     student_input,
     teacher_input,
 )
+from paperkd.vocabulary import PAIRWISE_NODES
 
-PAIRWISE_NODES = ("channels", "pixels")
 NODE_NORM_EPS = 1e-8  # the authors' epsilon, added to the norm (not a clamp as in F.normalize)
 
 
@@ -69,9 +69,13 @@ def pool_and_flatten(feat: torch.Tensor, nodes: str, grid: int) -> torch.Tensor:
     return flat if nodes == "channels" else flat.transpose(1, 2)
 
 
-def similarity_matrix(nodes: torch.Tensor) -> torch.Tensor:
-    """Eq. 7, e_ij = f_i . f_j / (||f_i|| ||f_j||): (B, N, D) -> (B, N, N), norms + 1e-8 (the authors' epsilon)."""
-    unit = nodes / (nodes.norm(dim=2, keepdim=True) + NODE_NORM_EPS)
+def similarity_matrix(nodes: torch.Tensor, detach_norm: bool = False) -> torch.Tensor:
+    """Eq. 7, e_ij = f_i . f_j / (||f_i|| ||f_j||): (B, N, D) -> (B, N, N), norms + 1e-8 (the authors' epsilon).
+
+    detach_norm=True divides by a DETACHED norm, as the authors' code (from Liu et al.'s) does: the same value, but
+    no gradient flows through the norm, so the gradient is not that of eq. 7."""
+    norm = nodes.norm(dim=2, keepdim=True) + NODE_NORM_EPS
+    unit = nodes / (norm.detach() if detach_norm else norm)
     return unit @ unit.transpose(1, 2)
 
 
@@ -80,8 +84,11 @@ def similarity_distance(e_t: torch.Tensor, e_s: torch.Tensor) -> torch.Tensor:
     return (e_t - e_s).pow(2).mean()
 
 
-def pairwise_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, nodes: str = "channels", grid: int = 3) -> torch.Tensor:
+def pairwise_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, nodes: str = "channels", grid: int = 3,
+                  detach_norm: bool = False) -> torch.Tensor:
     """Pair-wise distillation loss, eq. 6-8, a scalar; see the module docstring for the normalisations.
+
+    detach_norm: the authors' detached node norm (`similarity_matrix`); the value is unchanged, the gradient differs.
 
     nodes="channels" needs equal teacher and student channel counts (E is C x C); nodes="pixels" does not. Spatial
     sizes may differ: each side is pooled to grid x grid on its own. The teacher is detached; float32 inside (the
@@ -99,5 +106,5 @@ def pairwise_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, nodes: str = "chan
     t, s = teacher_input(t_feat), student_input(s_feat)
     with float32_math(t):
         e_t = similarity_matrix(pool_and_flatten(t, nodes, grid))
-        e_s = similarity_matrix(pool_and_flatten(s, nodes, grid))
+        e_s = similarity_matrix(pool_and_flatten(s, nodes, grid), detach_norm=detach_norm)
         return similarity_distance(e_t, e_s)

@@ -23,7 +23,8 @@ from paperkd.losses._common import (
     student_input,
     teacher_input,
 )
-from paperkd.losses.attention import attention_map, gam
+from paperkd.losses.attention import authors_attention_distance, gam
+from paperkd.vocabulary import PIXELWISE_VARIANTS
 
 REDUCTIONS = ("mean", "sum", "batchmean")
 
@@ -54,9 +55,6 @@ def partial_l2(teacher: torch.Tensor, student: torch.Tensor, reduction: str = "m
         return total if reduction == "sum" else total / t.shape[0]
 
 
-PIXELWISE_VARIANTS = ("paper", "paper-mean", "authors")
-
-
 def pixelwise_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, variant: str = "paper") -> torch.Tensor:
     """Pixel-wise distillation loss, eq. 5: L_pi = d_p(GAM_{p=1}(t), GAM_{p=1}(s)), a scalar.
 
@@ -72,12 +70,14 @@ def pixelwise_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, variant: str = "p
     reading of the text that does not diverge, but its term (~10, x100) still swamps the cross-entropy (~1.6) and
     the students collapse to predicting background (measured in the CPU campaign).
 
-    variant="authors" is the trainer's default (Config.pixel_variant): the reading whose alpha = 100 the paper's
-    numbers come from; its term is ~1e-3, so alpha * term is of the order of the cross-entropy's decrease.
+    variant="paper-normalised": the nearest reading of the text that trains (the `paper` recipe's): eq. 4-5 on the
+    signed channel sums (p = 1, signs kept, partial L2, mean reduction), each map first divided by its per-image L2
+    norm, the normalisation the paper's own eq. 2 applies to its attention maps (`unit_per_image`). It keeps every
+    part of the text and adds only that scale.
 
-    variant="authors": what the authors' public code does instead (paper.md): a = channel mean of A^2 (p = 2, sign
-    lost), then F.normalize(a, dim=1) on the (B, H, W) map, which gives each COLUMN (fixed b, w, running over H) unit
-    L2 norm, a quirk reproduced on purpose; loss = plain mean of (a_t - a_s)^2 over all elements. Weight 100 there too.
+    variant="authors": what the authors' public code does instead (paper.md), `attention.authors_attention_distance`:
+    channel mean of A^2 (p = 2, sign lost), column-normalised, plain mean squared difference; weight 100 there too.
+    The `authors` recipe's reading.
 
     Spatial sizes: when they differ the student's MAP (after the channel reduction, before any normalisation) is
     resized bilinearly to the teacher's size. For "paper" this equals resizing the feature first, because both the
@@ -94,8 +94,13 @@ def pixelwise_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, variant: str = "p
             if variant == "paper-mean":
                 g_t, g_s = g_t / t.shape[1], g_s / s.shape[1]
             return partial_l2(g_t, resize_to(g_s, g_t.shape[-2:]), reduction="mean")
-        a_t = attention_map(t)
-        a_s = resize_to(attention_map(s), a_t.shape[-2:])
-        a_t = F.normalize(a_t, dim=1)
-        a_s = F.normalize(a_s, dim=1)
-        return (a_t - a_s).pow(2).mean()
+        if variant == "authors":
+            return authors_attention_distance(t, s)
+        g_t, g_s = gam(t, 1), resize_to(gam(s, 1), t.shape[-2:])
+        return partial_l2(unit_per_image(g_t), unit_per_image(g_s), reduction="mean")
+
+
+def unit_per_image(g: torch.Tensor) -> torch.Tensor:
+    """A (B, H, W) map divided by its per-image L2 norm (F.normalize over the flattened map), as eq. 2 normalises
+    its attention maps: the normalisation of the "paper-normalised" pixel-wise reading."""
+    return F.normalize(g.flatten(1), dim=1).view_as(g)

@@ -24,8 +24,8 @@ from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from paperkd.errors import ConfigError, PaperkdError
+from paperkd.vocabulary import BACKBONES
 
-BACKBONES = ("resnet101", "resnet18", "mobilenet_v2")
 OUTPUT_STRIDES = (16, 8)
 
 # Dilations of the 3x3 convs of every block of a stage whose stride was removed, as in the reference layout

@@ -110,6 +110,16 @@ def deeplabv3plus(backbone: str, num_classes: int = 21, output_stride: int = 16,
                          output_stride=output_stride)
 
 
+def without_aspp_dropout(model: DeepLabV3Plus) -> DeepLabV3Plus:
+    """The network the authors' distilling trainer runs: the ASPP projection's Dropout(0.5) replaced by an identity
+    (their `extract_feature` returns relu(bn1(...)) without it; the decoder's dropouts stay). In place; parameters,
+    state_dict and eval-mode outputs are unchanged."""
+    if not isinstance(model.aspp.project[-1], (nn.Dropout, nn.Identity)):
+        raise ConfigError(f"expected the ASPP projection to end in Dropout, got {model.aspp.project[-1]!r}")
+    model.aspp.project[-1] = nn.Identity()
+    return model
+
+
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     """Trainable parameters of ``model.backbone``, ``model.aspp``, ``model.decoder`` (classifier included), total."""
     counts = {
@@ -120,4 +130,5 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     return counts
 
 
-__all__ = ["BACKBONES", "DeepLabV3Plus", "Decoder", "deeplabv3plus", "init_head", "parameter_counts"]
+__all__ = ["BACKBONES", "DeepLabV3Plus", "Decoder", "deeplabv3plus", "init_head", "parameter_counts",
+           "without_aspp_dropout"]

@@ -30,9 +30,8 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from paperkd.errors import ConfigError
 from paperkd.models.backbones import stage_end_bn
+from paperkd.vocabulary import STAGES, TAP_NAMES
 
-TAP_NAMES = ("stage1", "stage2", "stage3", "stage4", "encoder", "decoder", "logits")
-STAGES = TAP_NAMES[:4]
 
 # How often torchvision's residual blocks call their shared ``relu`` per forward; the last call is the one that
 # rectifies the residual sum.
