@@ -35,13 +35,19 @@ epochs = None
 device = "cpu"
 results = "runs/book"
 reuse = True
+# `paperkd calibrate --json` output for the campaign's teacher (the "which weights, really?" table at the end)
+calibration_file = "results/calibration/cpu-standin-voclabels-teacher48.json"
 
 # %%
+import json
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 
 from paperkd.data import VOCSegmentation, default_standin, val_transforms
 from paperkd.data.palette import colorize
@@ -212,7 +218,7 @@ with torch.no_grad():
 
 POSITIONS = (("decoder", "END"), ("encoder", "MIDDLE"))
 rows = []
-for variant in ("paper", "authors"):
+for variant in ("paper", "paper-normalised", "authors"):
     for name, position in POSITIONS:
         rows.append(("pixel-wise (eq. 5)", f'variant="{variant}"', position, 100.0,
                      pixelwise_loss(t_feats[name], s_feats[name], variant=variant)))
@@ -220,7 +226,7 @@ for nodes in ("channels", "pixels"):
     for name, position in POSITIONS[::-1]:
         rows.append(("pair-wise (eq. 6-8)", f'nodes="{nodes}"', position, 1.0,
                      pairwise_loss(t_feats[name], s_feats[name], nodes=nodes)))
-for form in ("code", "eq2"):
+for form in ("code", "eq2", "authors"):
     for name, position in POSITIONS:
         rows.append(("GAT (eq. 2)", f'form="{form}"', position, 1.0,
                      attention_transfer_loss(t_feats[name], s_feats[name], form=form)))
@@ -243,3 +249,40 @@ end_pixelwise = table[(table["loss"] == "pixel-wise (eq. 5)") & (table["position
 for reading, weighted in zip(end_pixelwise["reading"], end_pixelwise["weighted"]):
     print(f"{reading}: alpha * L_pi at END = {weighted:.3g}, "
           f"{weighted / CROSS_ENTROPY_AT_START:.3g} x the cross-entropy of an untrained network")
+
+
+# %% [markdown]
+# ## Which weights, really?
+#
+# A weight means nothing without the scale of its term. On the first training batches of the campaign's scale, with
+# the campaign's teacher and the student at its initialisation, `paperkd calibrate` measures each weighted term
+# against the cross-entropy as it enters the objective, under each recipe: its value, the norm of its gradient on
+# the student's parameters, and the cosine between its gradient and the cross-entropy's. A gradient ratio near 1e-3
+# means the term does nothing; near 100, it drowns the cross-entropy. The file it reads is named below.
+
+# %%
+path = Path(calibration_file)
+if path.is_file():
+    result = json.loads(path.read_text())
+    t = result["teacher"]
+    miou = f", mIoU {100 * t['miou']:.2f} %" if t["miou"] is not None else ""
+    display(Markdown(
+        f"From `{path}`: teacher `{t['checkpoint']}` ({t['backbone']}, {t['epochs']} epochs, recipe {t['recipe']}"
+        f"{miou}), {result['batches']} training batches at scale `{result['scale']}` of "
+        f"{result['dataset']} data (a stand-in is **not** VOC), {result['environment']['device']}, "
+        f"commit {result['environment']['git_commit']}."))
+    weights = pd.DataFrame(result["rows"])
+    weights = weights[["recipe", "preset", "term", "reading", "weight", "value_ratio", "grad_ratio", "cosine"]]
+    weights = weights.rename(columns={"value_ratio": "w·term / CE", "grad_ratio": "|∇ w·term| / |∇ CE|",
+                                      "cosine": "cos(∇ term, ∇ CE)"})
+    strongest = weights.loc[weights["|∇ w·term| / |∇ CE|"].idxmax()]
+    weakest = weights.loc[weights["|∇ w·term| / |∇ CE|"].idxmin()]
+    display(Markdown(
+        f"The strongest term is {strongest['term']} of `{strongest['preset']}` under `{strongest['recipe']}` "
+        f"(gradient {strongest['|∇ w·term| / |∇ CE|']:.3g} x the CE's), the weakest {weakest['term']} of "
+        f"`{weakest['preset']}` under `{weakest['recipe']}` ({weakest['|∇ w·term| / |∇ CE|']:.3g} x)."))
+    display(weights.style.format({"weight": "{:g}", "w·term / CE": "{:.3g}", "|∇ w·term| / |∇ CE|": "{:.3g}",
+                                  "cos(∇ term, ∇ CE)": "{:.2f}"}).hide(axis="index"))
+else:
+    display(Markdown(f"**No calibration file** at `{path}`. `paperkd calibrate --teacher <teacher checkpoint> "
+                     f"--scale cpu --data-root <stand-in> --json {path}` writes it."))

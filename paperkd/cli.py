@@ -192,6 +192,16 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from paperkd.calibrate import calibrate, format_calibration
+
+    result = calibrate(args.presets, teacher=args.teacher, recipes=[args.recipe] if args.recipe else list(RECIPES),
+                       batches=args.batches, scale=args.scale, dataset=args.dataset, data_root=args.data_root,
+                       device=args.device, seed=args.seed, json_path=args.json, progress=not args.quiet)
+    print(format_calibration(result))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from paperkd.bench import format_table, run_benchmark
 
@@ -313,6 +323,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16 autocast for every run, or --no-amp to switch it off (default: the scale's; on in gpu)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_campaign)
+
+    p = sub.add_parser("calibrate", help="each weighted distillation term's value and gradient against the CE's",
+                       description="For each preset and recipe, on the first training batches with the student at "
+                                   "its initialisation: each weighted term's value relative to the cross-entropy, "
+                                   "its gradient norm on the student relative to the CE's, and the cosine between "
+                                   "the two gradients. Answers 'which weights, really?'.")
+    p.add_argument("presets", nargs="*", default=None, metavar="PRESET",
+                   help="distilling presets (default: every distinct term of Tables 1-3 on ResNet-18)")
+    p.add_argument("--teacher", required=True, help="the trained teacher's checkpoint")
+    p.add_argument("--recipe", default=None, choices=list(RECIPES), help="one recipe (default: every recipe)")
+    p.add_argument("--batches", type=int, default=4, help="training batches to average over")
+    p.add_argument("--scale", default="cpu", choices=list(SCALES))
+    p.add_argument("--dataset", default="standin", choices=["standin", "voc"])
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the result here (the book's method page reads it)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("bench", help="time a training step per method, side by side, and inference",
                        description="Times, in one process and run (warm-up, repeats, median and spread): teacher "

@@ -26,7 +26,9 @@ from paperkd.losses import (
 from paperkd.models import tap_bn, tap_channels
 from paperkd.vocabulary import ALL_TAPS, IGNORE_INDEX, LOSS_TERMS, PRE_RELU_TAPS
 
-HEO_TAPS = PRE_RELU_TAPS  # Heo et al.'s six pre-ReLU taps, as in the authors' segmentation code
+# Heo et al.'s six pre-ReLU taps, as in the authors' segmentation code for ResNets (on MobileNet-V2 their stage taps
+# are other layers; see paperkd.models.taps)
+HEO_TAPS = PRE_RELU_TAPS
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, batch_divisor: int | None = None) -> torch.Tensor:

@@ -26,7 +26,8 @@ class ConfusionMatrix:
     a GPU tensor inside `update` would force a host round-trip per batch.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX, device: torch.device | str | None = None):
+    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX,
+                 device: torch.device | str | None = None):
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
         self.num_classes = num_classes

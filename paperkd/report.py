@@ -28,7 +28,7 @@ from paperkd.checkpoint import CHECKPOINT_NAME  # beside record.json in every ru
 from paperkd.config import PRE_RECIPE_FIELDS
 from paperkd.data.standin import standin_info
 from paperkd.records import PRE_RECIPE, RECORD_NAME, load_records, read_record
-from paperkd.train import TIMED_PARTS as TIME_PARTS  # the parts of an iteration the trainer times, in order
+from paperkd.step import TIMED_PARTS as TIME_PARTS  # the parts of an iteration the trainer times, in order
 
 TIME_PART_LABELS = {"data": "data", "teacher_forward": "teacher forward", "student_forward": "student forward",
                     "losses": "losses", "backward_step": "backward + step"}

@@ -201,7 +201,8 @@ def build_step(cfg: Config, student: nn.Module, teacher: nn.Module | None, devic
                 warmup_iters=warmup_iters if distill is not None else 0,
                 schedule=PolySchedule(max_iter, cfg.poly_power),
                 scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), amp_dtype=amp_dtype,
-                memory_format=memory_format, batch_divisor=cfg.batch_size * world_size if cfg.seg_batch_average else None)
+                memory_format=memory_format,
+                batch_divisor=cfg.batch_size * world_size if cfg.seg_batch_average else None)
 
 
 def optimisation_step(step: Step, images: torch.Tensor, target: torch.Tensor, iteration: int, timer: StepTimer,

@@ -22,7 +22,7 @@ from paperkd.bench import (
 )
 from paperkd.errors import ConfigError
 from paperkd.models import deeplabv3plus
-from paperkd.train import TIMED_PARTS, StepTimer
+from paperkd.step import TIMED_PARTS, StepTimer
 
 METHODS = ["r18-pixel", "r18-heo"]
 REPEATS = 2

@@ -44,7 +44,7 @@ def test_config_avoids_the_known_build_pitfalls():
     assert not list((REPO / "notebooks").glob("*.ipynb")), "a .ipynb beside its .py source confuses jupyter-book"
 
 
-@pytest.mark.parametrize("name, extra", [("method", set()), ("performance", {"bench"})]
+@pytest.mark.parametrize("name, extra", [("method", {"calibration_file"}), ("performance", {"bench"})]
                          + [(page, {"campaigns"}) for page in RESULTS_PAGES if page != "figure2"]
                          + [("figure2", {"campaign"})])
 def test_notebooks_have_the_parameter_convention(name, extra):

@@ -15,7 +15,8 @@ from conftest import SMOKE
 from paperkd.checkpoint import load_checkpoint
 from paperkd.config import resolve
 from paperkd.records import REQUIRED_KEYS, load_records
-from paperkd.train import TIMED_PARTS, TrainingDiverged, train
+from paperkd.step import TIMED_PARTS
+from paperkd.train import TrainingDiverged, train
 
 REPO = Path(__file__).resolve().parents[1]
 

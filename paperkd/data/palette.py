@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from paperkd.errors import DataError
-from paperkd.vocabulary import IGNORE_INDEX  # re-exported: the data modules import it from here
+from paperkd.vocabulary import IGNORE_INDEX  # noqa: F401  (re-exported: the data modules import it from here)
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

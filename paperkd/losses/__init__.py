@@ -2,7 +2,9 @@
 
 Every loss detaches the teacher inside, computes in float32 even under autocast, and resizes a student map of
 another spatial size bilinearly to the teacher's. Weights of the paper (eq. 9): alpha = 100 on `pixelwise_loss`
-(mean reduction), beta = 1 on `pairwise_loss`; lambda = 1 on `attention_transfer_loss` (eq. 3).
+(mean reduction), beta = 1 on `pairwise_loss`; lambda = 1 on `attention_transfer_loss` (eq. 3). Which reading of
+each formula a run uses is its recipe's (`paperkd.config.RECIPES`). The choice tuples (`PIXELWISE_VARIANTS`, ...)
+are declared in `paperkd.vocabulary`.
 """
 
 from paperkd.losses.attention import ATTENTION_FORMS, attention_map, attention_transfer_loss, gam

@@ -10,7 +10,9 @@ Tap names (``TAP_NAMES``):
   ReLU (strides 4, 8, 16, 16 at OS16). torchvision calls one in-place ``relu`` module several times per block, so a
   forward pre-hook on ``relu`` copies the input of the block's LAST call (counted from a pre-hook on the block).
   MobileNetV2: outputs of ``features[3]``, ``[6]``, ``[13]``, ``[17]`` (24/32/96/320 ch, strides 4, 8, 16, 16 at
-  OS16); a MobileNetV2 block ends in a linear projection, so its output is already pre-activation.
+  OS16); a MobileNetV2 block ends in a linear projection, so its output is already pre-activation. These are NOT
+  the taps of the authors' code for Heo et al. on MobileNet-V2, which takes the pre-ReLU expansion convs of
+  ``features[4]``, ``[7]``, ``[14]`` (144/192/576 ch) and ``features[17]`` (book: paper vs code).
 - ``encoder``: output of the ASPP projection's BN (``aspp.project[1]``), pre-ReLU, 256 ch, stride 16 (the paper's
   MIDDLE position; pair-wise distillation's M).
 - ``decoder``: output of the last decoder 3x3 conv's BN (``decoder.conv2[1]``), pre-ReLU, 256 ch, stride 4 (END).
