@@ -68,11 +68,8 @@ class Config:
     scale_of: str = "crop"  # random scale of the image's size (paper) or of the crop's (authors: short side x 513)
     max_train_images: int | None = None
     max_val_images: int | None = None
-    # Measured on an H100 box (16 cores) at crop 513, batch 6, VOC-sized images, within an epoch: with 2 workers the
-    # 27 ms plain step waits on data 45 % of the time, with 6 workers 1.0 %, with 8 0.9 %
-    # (results/bench/checks/data-wait-gpu-one-epoch.json); across an epoch boundary 3.8 %, as one loader iterator
-    # spans every epoch (train.training_loader). Augmentation is seeded per image and epoch (paperkd.data.seeded), so
-    # the worker count never changes a run's numbers.
+    # Sized for a GPU box at crop 513 (the data-wait measurement behind it: results/bench/checks/, the performance
+    # page). Augmentation is seeded per image and epoch (paperkd.data.seeded): the worker count never changes a run.
     workers: int = 8
 
     # -- optimisation ------------------------------------------------------------------------------------------------
@@ -194,14 +191,13 @@ SCALES: dict[str, dict[str, Any]] = {
     # Sized for 2 CPU cores and a stand-in rendered at short side 80 (crop / image ~ 0.8, the paper's 513 / 375 ~ 1.4
     # keeps whole objects in view too): one ResNet-18 distillation run takes minutes, the campaign hours.
     # The teacher gets a longer schedule ("teacher" entry): the paper's starts from ImageNet weights, ours from random
-    # ones. Measured against the plain ResNet-18 (about 21.5 mIoU): 10.1 after the students' 8 epochs (1 seed),
-    # 21.7 +- 3.6 after 24 (3 seeds, no better; results/cpu-standin-voclabels), 27.2 +- 1.2 after 48 (3 seeds, every
-    # one above every seed of the plain ResNet-18; results/cpu-standin-voclabels-teacher48).
+    # ones; 48 epochs is the schedule measured to put it above every plain ResNet-18 seed (book: reproduce, from
+    # results/cpu-standin-voclabels and results/cpu-standin-voclabels-teacher48).
     "cpu": {"epochs": 8, "crop": 65, "val_size": 65, "batch_size": 8, "max_train_images": 240,
             "max_val_images": 240, "workers": 1, "teacher": {"epochs": 48}},
     # Sized for one H100/H200 in about 15 minutes of a lent GPU (one seed; the students run four at a time): the
-    # whole train/val split of a stand-in rendered at short side 160, bf16 autocast. Teacher: twice the epochs,
-    # measured too few: after 40 it was at 64.3 mIoU, below the plain ResNet-18 at 74.4 (1 seed, H100).
+    # whole train/val split of a stand-in rendered at short side 160, bf16 autocast. Teacher: twice the epochs, too
+    # few to lead its students (book: reproduce, from results/gpu-standin-voclabels-160).
     "gpu": {"epochs": 20, "crop": 161, "val_size": 161, "batch_size": 16, "workers": 3, "amp": True,
             "eval_every": 5, "teacher": {"epochs": 40}},
     "smoke": {"epochs": 2, "crop": 65, "val_size": 65, "batch_size": 4, "max_train_images": 16, "max_val_images": 8,
