@@ -120,7 +120,7 @@ def show_figure(label: str, grid: list[dict], notes: list[str]) -> None:
 
 # %%
 asked_for = f"{'VOC' if dataset == 'voc' else 'stand-in'}, {scale}"  # names the runs if none finished
-label = f"ours ({report.data_label(ours, default=asked_for)})"
+label = f"ours ({report.data_label(ours, default=asked_for)}, {report.recipe_label(ours) or f'recipe {recipe}'})"
 display(Markdown(report.sources_markdown(label, ours, results, diverged)))
 show_figure(label, *prediction_rows(ours, seed, diverged))
 
@@ -129,7 +129,7 @@ show_figure(label, *prediction_rows(ours, seed, diverged))
 
 # %%
 if len(campaign_runs):
-    label = f"campaign ({report.data_label(campaign_runs)})"
+    label = f"campaign ({report.data_label(campaign_runs)}, {report.recipe_label(campaign_runs)})"
     display(Markdown(report.sources_markdown(label, campaign_runs, campaign)))
     campaign_seed = int(campaign_runs["seed"].min())
     show_figure(label, *prediction_rows(campaign_runs, campaign_seed, {}))

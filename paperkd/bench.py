@@ -486,7 +486,7 @@ def format_table(result: dict[str, Any]) -> str:
     s = result["settings"]
     lines = [f"paperkd bench: {result['device']}, torch {result['torch']}, input {result['size']} x {result['size']}, "
              f"batch {result['batch']}, {result['repeats']} timed repeats after {s['warmup']} warm-up rounds "
-             f"({s['order']}), {s['threads']} threads",
+             f"({s['order']}), {s['threads']} threads, recipe {result.get('recipe', 'pre-recipe')}",
              f"teacher forward: {s['teacher_dtype']}, {'inference_mode' if s['inference_mode'] else 'no_grad'}"
              f"{', channels_last' if s['channels_last'] else ''}{', compiled' if s['compile_teacher'] else ''}; "
              f"students {s['student_precision']}; {s['weights']}", f"input: {s['input']}", ""]

@@ -49,8 +49,9 @@ def test_json_schema(tiny_run):
     on_disk = json.loads(path.read_text())
     assert on_disk == json.loads(json.dumps(result))
     for key in ("device", "torch", "size", "batch", "repeats", "settings", "rows", "inference", "teacher_agreement",
-                "data_wait_fraction"):
+                "data_wait_fraction", "recipe"):
         assert key in on_disk, key
+    assert on_disk["recipe"] == "authors"  # the default recipe, named in the file
     assert (on_disk["size"], on_disk["batch"], on_disk["repeats"]) == (65, 2, REPEATS)
     assert on_disk["settings"]["teacher_dtype"] == "bf16" and on_disk["settings"]["inference_mode"] is True
     assert on_disk["settings"]["threads"] == 1
