@@ -48,14 +48,14 @@ reuse = True
 bench = "results/bench"  # folder of `paperkd bench --json` files
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from paperkd.bench import format_table
+from paperkd.bench import format_table, read_bench_file
+from paperkd.records import RecordError, read_json
 
 import paperkd
 
@@ -63,18 +63,26 @@ folder = Path(bench)
 if not folder.is_absolute():  # relative to the project root, wherever the kernel runs
     folder = Path(paperkd.__file__).resolve().parents[1] / bench
 files = sorted(folder.glob("*.json"))
-runs = {}
+runs, unreadable = {}, {}
 for path in files:
-    data = json.loads(path.read_text())
     # A file is either one benchmark run or {setting name: run} (a comparison of teacher switches).
-    runs[path.name] = data if "rows" in data else None
-    if runs[path.name] is None:
-        runs.update({f"{path.name} / {name}": run for name, run in data.items()})
-        del runs[path.name]
+    try:
+        runs.update(read_bench_file(path))
+    except RecordError as err:  # named below, the other files still shown
+        unreadable[path.name] = str(err)
+files = [p for p in files if p.name not in unreadable]
 # Checks beside the benchmark (a trained teacher's precision, loader workers): their own format, in checks/.
-checks = {p.stem: json.loads(p.read_text()) for p in sorted((folder / "checks").glob("*.json"))}
+checks = {}
+for path in sorted((folder / "checks").glob("*.json")):
+    try:
+        checks[path.stem] = read_json(path, "benchmark check")
+    except RecordError as err:
+        unreadable[f"checks/{path.name}"] = str(err)
 display(Markdown(f"{len(files)} benchmark file(s) in `{bench}`: " + ", ".join(f"`{p.name}`" for p in files)
                  if files else f"No benchmark files in `{bench}` yet: run `paperkd bench --json {bench}/NAME.json`."))
+if unreadable:
+    display(Markdown("Benchmark files that **could not be read** (skipped):\n\n" +
+                     "\n".join(f"- {message}" for message in unreadable.values())))
 
 
 # %%

@@ -40,6 +40,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ from paperkd.atomic import atomic_open
 from paperkd.config import PRESETS, Config, resolve
 from paperkd.errors import ConfigError
 from paperkd.models import deeplabv3plus, model_summary, tap
-from paperkd.records import run_environment
+from paperkd.records import RecordError, read_json, run_environment
 from paperkd.step import TIMED_PARTS, StepTimer, build_step, load_teacher, optimisation_step
 from paperkd.train import build_datasets, loader_workers, training_loader
 
@@ -479,6 +480,19 @@ def agreement_on_data(dtype: torch.dtype, device: torch.device, data_cfg: dict[s
 
 def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
+
+
+def read_bench_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The benchmark runs in a `--json` file: {name: run}, one entry for a single run, one per setting for a file of
+    {setting: run}. `RecordError` names the file when it is missing, empty, not JSON or not a benchmark."""
+    data = read_json(path, "benchmark file")
+    runs = {Path(path).name: data} if isinstance(data, dict) and "rows" in data else data
+    if not isinstance(runs, dict) or not runs or not all(isinstance(r, dict) and isinstance(r.get("rows"), list)
+                                                         for r in runs.values()):
+        raise RecordError(f"{path} is not a `paperkd bench --json` file (no 'rows' list)")
+    if len(runs) > 1 or next(iter(runs)) != Path(path).name:
+        runs = {f"{Path(path).name} / {name}": run for name, run in runs.items()}
+    return runs
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -7,11 +7,17 @@ teacher's other seeds are trained too when asked for (Table 2 reports the teache
 An interrupted run continues from its last complete epoch; a finished one is never retrained unless `reuse=False`.
 A run whose loss diverges leaves `<run>/diverged.json` (the trainer's message) instead of a record: the campaign goes
 on with the other runs, and later calls skip it (reported by `diverged_runs`) unless `reuse=False`.
+Several campaign processes may share one results folder: each run is trained under a lock of its own (`run_lock`),
+so no run is trained twice; a process finding a run busy goes on with the others and comes back to it at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +28,10 @@ from paperkd.atomic import atomic_open
 from paperkd.checkpoint import selected_checkpoint
 from paperkd.config import PRESETS, Config, resolve
 from paperkd.errors import PaperkdError
-from paperkd.records import PRE_RECIPE, find_record, load_records
+from paperkd.records import PRE_RECIPE, RecordError, find_record, load_records, read_json, read_record
 
 DIVERGED_NAME = "diverged.json"
+LOCK_NAME = ".lock"  # held while a process trains the run (campaign.run_lock)
 
 
 def plan(presets: list[str], seeds: list[int], *, teacher_seed: int = 0, teacher_epochs: int | None = None,
@@ -67,11 +74,50 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
                 "epochs": epochs, **overrides}
     configs = plan(presets, seeds, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs, **settings)
     known_diverged = diverged_runs(results) if reuse else {}
-    if reuse:
-        for cfg in configs:
+    done = {c.name for c in configs if reuse and finished(results, c.name, progress)}
+    for cfg in configs:
+        if cfg.name in done:
             check_reading(cfg, find_record(results, cfg.name))
-    todo = [c for c in configs if not (reuse and (find_record(results, c.name) or c.name in known_diverged))]
+    todo = [c for c in configs if c.name not in done and not (reuse and c.name in known_diverged)]
+    deferred = []  # runs another process holds the lock of: come back to them at the end
     for cfg in tqdm(todo, desc=f"runs ({scale})", disable=not progress or not todo):
+        # the teacher is waited for (its students need it); any other busy run is left for later
+        if not run_once(cfg, results, reuse, progress, train, TrainingDiverged, wait=cfg.preset == "teacher"):
+            deferred.append(cfg)
+    for cfg in deferred:
+        run_once(cfg, results, reuse, progress, train, TrainingDiverged, wait=True)
+    wanted = {c.name for c in configs}
+    df = load_records(results)
+    return df[df["run_name"].isin(wanted)].reset_index(drop=True) if len(df) else df
+
+
+@contextlib.contextmanager
+def run_lock(results: str | Path, run_name: str, wait: bool) -> Iterator[bool]:
+    """Hold `<results>/<run>/.lock` (an flock, which the kernel releases when its process dies, so a crash never
+    leaves it stuck); yields False without waiting when another process holds it and `wait` is False."""
+    path = Path(results) / run_name / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, train, diverged_error,
+             wait: bool) -> bool:
+    """Train `cfg` under its run lock unless it finished meanwhile (another process); False if the lock is busy
+    and `wait` is False. A divergence leaves `<run>/diverged.json`; a diverging teacher stops the campaign."""
+    with run_lock(results, cfg.name, wait) as mine:
+        if not mine:
+            return False
+        if reuse and finished(results, cfg.name, progress):  # trained by another process while we waited
+            return True
         if cfg.teacher and not Path(cfg.teacher).is_file():
             raise PaperkdError(f"{cfg.name} distils from {cfg.teacher}, which is missing (its record exists but "
                                "its checkpoint was not kept); delete the teacher's record to retrain it")
@@ -79,16 +125,29 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
         marker.unlink(missing_ok=True)
         try:
             train(cfg, resume=reuse, progress=progress)  # reuse: an interrupted run continues where it stopped
-        except TrainingDiverged as err:
+        except diverged_error as err:
             if cfg.preset == "teacher":
                 raise  # nothing can distil from it
             with atomic_open(marker, "w") as f:
                 json.dump({"run_name": cfg.name, "message": str(err), "config": cfg.to_dict()}, f, indent=1)
             if progress:
                 tqdm.write(f"{cfg.name} diverged and is skipped: {err}")
-    wanted = {c.name for c in configs}
-    df = load_records(results)
-    return df[df["run_name"].isin(wanted)].reset_index(drop=True) if len(df) else df
+    return True
+
+
+def finished(results: str | Path, run_name: str, progress: bool = True) -> bool:
+    """Whether `run_name` has a readable record under `results`. An unreadable one (empty, truncated, garbage) is
+    named and its run trained again, which replaces it; the other runs are not held up."""
+    path = find_record(results, run_name)
+    if path is None:
+        return False
+    try:
+        read_record(path)
+    except RecordError as err:
+        message = f"{err}; {run_name} is trained again"
+        tqdm.write(message) if progress else warnings.warn(message, stacklevel=2)
+        return False
+    return True
 
 
 def check_reading(cfg: Config, record_path: Path | None) -> None:
@@ -97,7 +156,7 @@ def check_reading(cfg: Config, record_path: Path | None) -> None:
     the pair-wise nodes likewise."""
     if record_path is None:
         return
-    done = json.loads(Path(record_path).read_text())["config"]
+    done = read_record(record_path)["config"]
     fields = [f for f, on in (("recipe", True), ("pixel_variant", cfg.pixel > 0), ("pair_nodes", cfg.pair > 0)) if on]
     # A record without the recipe field predates the recipes; one without a loss field predates that field.
     recorded = {f: done.get(f, PRE_RECIPE if f == "recipe" else None) for f in fields}
@@ -109,6 +168,13 @@ def check_reading(cfg: Config, record_path: Path | None) -> None:
 
 
 def diverged_runs(results: str | Path) -> dict[str, str]:
-    """{run name: the trainer's message} of the runs under `results` that stopped on a NaN or infinite loss."""
-    return {path.parent.name: json.loads(path.read_text())["message"]
-            for path in sorted(Path(results).glob(f"*/{DIVERGED_NAME}"))}
+    """{run name: the trainer's message} of the runs under `results` that stopped on a NaN or infinite loss. An
+    unreadable marker is named in a warning and ignored (its run counts as not tried)."""
+    found = {}
+    for path in sorted(Path(results).glob(f"*/{DIVERGED_NAME}")):
+        try:
+            marker = read_json(path, "divergence marker")
+            found[path.parent.name] = marker["message"]
+        except (RecordError, KeyError, TypeError):
+            warnings.warn(f"skipped {path}: not a readable divergence marker", stacklevel=2)
+    return found

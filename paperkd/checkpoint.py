@@ -36,19 +36,39 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a paperkd checkpoint safely; a missing, foreign or corrupt file gets one clear error naming it."""
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
+                    needs: tuple[str, ...] = ("config", "model")) -> dict[str, Any]:
+    """Load a paperkd checkpoint safely. A missing, empty, truncated, garbage or foreign file, one of another format
+    version, or one that lacks the entries `needs` gets one `PaperkdError` naming the file and what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise PaperkdError(f"checkpoint not found: {path}")
     try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as err:
+        raise PaperkdError(f"{path}: cannot read this checkpoint ({err.strerror or err})") from None
+    if not head:
+        raise PaperkdError(f"{path} is empty, not a checkpoint (a run or a copy interrupted before it was written?)")
+    if head.lstrip()[:1] in (b"{", b"["):
+        raise PaperkdError(f"{path} is a JSON file (a run record?), not a checkpoint; give the checkpoint.pt or "
+                           "best.pt beside it")
+    try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:
-        raise PaperkdError(f"{path} is not a readable paperkd checkpoint ({type(err).__name__}: "
-                           f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as err:
+        detail = str(err).splitlines()[0] if str(err) else "no detail"
+        raise PaperkdError(f"{path} is not a readable paperkd checkpoint, truncated or not one at all "
+                           f"({type(err).__name__}: {detail})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise PaperkdError(f"{path} is not a paperkd checkpoint (it lacks format={FORMAT!r}); "
-                           "give a checkpoint written by `paperkd train`")
+        raise PaperkdError(f"{path} is not a paperkd checkpoint (it lacks format={FORMAT!r}; a torchvision state "
+                           "dict?); give a checkpoint written by `paperkd train`")
+    if state.get("version") != VERSION:
+        raise PaperkdError(f"{path} is a paperkd checkpoint of format version {state.get('version')!r}; this paperkd "
+                           f"reads version {VERSION}")
+    missing = [k for k in needs if k not in state]
+    if missing:
+        raise PaperkdError(f"{path} is a paperkd checkpoint without {', '.join(missing)} (a checkpoint of another "
+                           "kind?)")
     return state
 
 

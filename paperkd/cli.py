@@ -23,6 +23,8 @@ HELP = {
                         "ResNet18_Weights.IMAGENET1K_V1 (looked up in the torch hub cache, never downloaded)",
     "teacher": "checkpoint of the trained teacher (students that distil)",
     "teacher_train_mode": "run the frozen teacher in train mode (batch statistics), as the authors' code does",
+    "allow_any_teacher": "accept a --teacher that is not a finished run of the teacher preset (a student's "
+                         "checkpoint, an unfinished run): only when that is intended",
     "pixel": "alpha, weight of the pixel-wise loss (eq. 9; paper 100)",
     "pixel_tap": "position of the pixel-wise loss: decoder = END, encoder = MIDDLE (Table 3)",
     "pixel_variant": "paper = eq. 4-5 literally (signed channel sum, partial L2; diverges at alpha 100); "

@@ -37,6 +37,7 @@ class Config:
     # -- distillation (students only; a weight of 0 switches a term off) ---------------------------------------------
     teacher: str | None = None  # path of the trained teacher's checkpoint
     teacher_train_mode: bool = True  # the authors' code runs the frozen teacher in train mode (batch statistics)
+    allow_any_teacher: bool = False  # distil from a checkpoint that is not a finished teacher run, on purpose
     pixel: float = 0.0  # alpha of eq. 9 (paper: 100)
     pixel_tap: str = "decoder"  # END (paper's best for pixel-wise)
     pixel_variant: str = "authors"  # losses.pixelwise_loss's readings

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from paperkd.atomic import atomic_write
 from paperkd.checkpoint import load_checkpoint
 from paperkd.config import Config, from_dict
 from paperkd.data import VOCSegmentation, default_standin, val_transforms
@@ -76,20 +77,28 @@ def predict_images(checkpoint: str | Path, images: list[str | Path], out: str | 
     """For each image, write <stem>_mask.png (VOC palette, at the image's size) and <stem>_overlay.png."""
     dev = resolve_device(device)
     model, _ = load_model(checkpoint, dev)
+    bad = []
+    for path in map(Path, images):  # every image checked before anything is written
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            bad.append(f"{path} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'unreadable'})")
+    if bad:
+        raise DataError(f"cannot read {len(bad)} image(s), nothing written: {'; '.join(bad)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in tqdm(images, desc="predict", disable=len(images) < 2):
         path = Path(path)
-        try:
-            image = Image.open(path).convert("RGB")
-        except (OSError, ValueError) as err:
-            raise DataError(f"cannot read image {path}: {err}") from None
+        image = Image.open(path).convert("RGB")
         x = TF.to_dtype(TF.to_image(image.resize((size, size), Image.BILINEAR)), torch.float32, scale=True)
         logits = model(TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD)[None].to(dev))
         logits = torch.nn.functional.interpolate(logits, size=image.size[::-1], mode="bilinear", align_corners=False)
         mask = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
-        save_label_png(out / f"{path.stem}_mask.png", mask)
-        Image.blend(image, Image.fromarray(colorize(mask)), 0.5).save(out / f"{path.stem}_overlay.png")
+        # each file written whole or not at all
+        atomic_write(out / f"{path.stem}_mask.png", lambda f: save_label_png(f, mask))
+        overlay = Image.blend(image, Image.fromarray(colorize(mask)), 0.5)
+        atomic_write(out / f"{path.stem}_overlay.png", lambda f: overlay.save(f, format="PNG"))
         written.append(out / f"{path.stem}_mask.png")
     return written

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from paperkd.atomic import atomic_open
+from paperkd.errors import PaperkdError
 
 SCHEMA = 1
 RECORD_NAME = "record.json"
@@ -90,9 +92,55 @@ def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:
     return Path(path)
 
 
+class RecordError(PaperkdError):
+    """A file that should be a run record is missing, empty, truncated, not JSON, of another schema or not a record."""
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """The JSON content of `path`; `RecordError` naming the file and what is wrong when it is missing, empty or not
+    JSON (a truncated file is not JSON). `what` names the kind of file in the message ("run record", ...)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RecordError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecordError(f"{path}: cannot read this {what} ({type(err).__name__}: {err})") from None
+    if not text.strip():
+        raise RecordError(f"{path} is empty, not a {what} (a run or a copy interrupted before it was written?)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RecordError(f"{path} is not a {what}: not valid JSON at line {err.lineno}, column {err.colno} "
+                          f"({err.msg}; truncated or overwritten?)") from None
+
+
 def read_record(path: str | os.PathLike) -> dict[str, Any]:
-    with open(path) as f:
-        return json.load(f)
+    """A run record, checked: `RecordError` naming the file when it is missing, empty, not JSON, of another schema
+    version, or JSON that is not a run record (lacks the required keys)."""
+    record = read_json(path, "run record")
+    if not isinstance(record, dict):
+        raise RecordError(f"{path} is not a run record: it holds a JSON {type(record).__name__}, not an object")
+    if record.get("schema") != SCHEMA and "schema" in record:
+        raise RecordError(f"{path} is a run record of schema {record['schema']!r}; this paperkd reads schema "
+                          f"{SCHEMA}")
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise RecordError(f"{path} is not a paperkd run record: it lacks {', '.join(missing)}")
+    if not isinstance(record["config"], dict) or not isinstance(record["final"], (dict, type(None))):
+        raise RecordError(f"{path} is not a paperkd run record: its config or final entry is not an object")
+    return record
+
+
+def unreadable_records(folder: str | os.PathLike) -> dict[str, str]:
+    """{path: what is wrong} of every record.json under `folder` that `read_record` refuses."""
+    bad = {}
+    for path in sorted(Path(folder).rglob(RECORD_NAME)):
+        try:
+            read_record(path)
+        except RecordError as err:
+            bad[str(path)] = str(err)
+    return bad
 
 
 def find_record(folder: str | os.PathLike, run_name: str) -> Path | None:
@@ -108,10 +156,20 @@ def load_records(folder: str | os.PathLike) -> pd.DataFrame:
     to report: the last, or the best validation epoch; `final_miou` is always the last), best_miou, params, time_ms
     (mean training iteration), the timing parts as time_<part>_ms, device, git_commit, path, and `record` (the whole
     record dict). A record written before the recipes existed has recipe "pre-recipe".
+
+    A record that cannot be read (`read_record`'s errors) is skipped with a warning naming it, and listed in
+    `df.attrs["skipped"]` ({path: what is wrong}); `unreadable_records(folder)` gives the same list on its own.
     """
-    rows = []
+    rows, skipped = [], {}
     for path in sorted(Path(folder).rglob(RECORD_NAME)):
-        rec = read_record(path)
+        try:
+            rec = read_record(path)
+            if rec["final"] is None:
+                raise RecordError(f"{path} has no final metrics (a run that never evaluated)")
+        except RecordError as err:  # one bad file does not hide the others: named, skipped, kept in attrs
+            skipped[str(path)] = str(err)
+            warnings.warn(f"skipped {err}", stacklevel=2)
+            continue
         cfg = rec["config"]
         row = {
             "run_name": rec["run_name"], "preset": rec["preset"], "backbone": cfg["backbone"], "seed": rec["seed"],
@@ -119,11 +177,14 @@ def load_records(folder: str | os.PathLike) -> pd.DataFrame:
             "miou": (rec.get("selected") or rec["final"])["miou"], "final_miou": rec["final"]["miou"],
             "best_miou": rec["best_miou"], "params": rec["params"]["total"], "time_ms": rec["timing_ms"].get("total"),
             "device": rec["environment"]["device"], "git_commit": rec["environment"]["git_commit"],
-            "wall_s": rec["wall_s"], "path": str(path), "record": rec,
+            "wall_s": rec["wall_s"], "teacher_sha256": (rec.get("teacher") or {}).get("sha256"),
+            "path": str(path), "record": rec,
         }
         row.update({f"time_{k}_ms": v for k, v in rec["timing_ms"].items() if k != "total"})
         rows.append(row)
     columns = ["run_name", "preset", "backbone", "seed", "scale", "dataset", "recipe", "miou", "final_miou",
                "best_miou", "params", "time_ms",
-               "device", "git_commit", "wall_s", "path", "record"]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+               "device", "git_commit", "wall_s", "teacher_sha256", "path", "record"]
+    df = pd.DataFrame(rows, columns=None if rows else columns)
+    df.attrs["skipped"] = skipped
+    return df

@@ -27,7 +27,7 @@ from paperkd.campaign import diverged_runs, ensure_runs
 from paperkd.checkpoint import CHECKPOINT_NAME  # beside record.json in every run folder
 from paperkd.config import PRE_RECIPE_FIELDS
 from paperkd.data.standin import standin_info
-from paperkd.records import PRE_RECIPE, RECORD_NAME, load_records, read_record
+from paperkd.records import PRE_RECIPE, RECORD_NAME, RecordError, load_records, read_record, unreadable_records
 from paperkd.step import TIMED_PARTS as TIME_PARTS  # the parts of an iteration the trainer times, in order
 
 TIME_PART_LABELS = {"data": "data", "teacher_forward": "teacher forward", "student_forward": "student forward",
@@ -124,8 +124,19 @@ def teacher_label(folder: str | Path, runs: pd.DataFrame) -> str:
     (a page without the teacher row still names it); a mix of schedules is joined by '/'."""
     beside = {Path(r["config"]["teacher"]).parent / RECORD_NAME for r in runs["record"] if r["config"].get("teacher")}
     records = list(Path(folder).glob(f"teacher-s*/{RECORD_NAME}")) or [path for path in beside if path.is_file()]
-    epochs = sorted({read_record(path)["config"]["epochs"] for path in records})
+    epochs = sorted({rec["config"]["epochs"] for rec in _readable(records)})
     return f"teacher {'/'.join(map(str, epochs))} epochs" if epochs else ""
+
+
+def _readable(paths: Iterable[Path]) -> list[dict]:
+    """The records among `paths` that can be read (the others are named by `sources_markdown`)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(read_record(path))
+        except RecordError:
+            pass
+    return out
 
 
 def device_label(df: pd.DataFrame) -> str:
@@ -158,14 +169,37 @@ PRE_RECIPE_TEXT = "pre-recipe readings: authors' pixel-wise, paper's pair-wise"
 
 # -- tables -----------------------------------------------------------------------------------------------------------
 
+def expected_teacher(folder: str | Path) -> str | None:
+    """The SHA-256 of the teacher a campaign folder's students are meant to distil from: what its `teacher-s0` record
+    kept of its own selected checkpoint (None where that record is missing, unreadable or predates the field)."""
+    path = Path(folder) / "teacher-s0" / RECORD_NAME
+    readable = _readable([path]) if path.is_file() else []
+    return readable[0].get("checkpoint_sha256") if readable else None
+
+
+def teacher_flag(runs: pd.DataFrame, expected: str | None) -> str:
+    """'' when every run that distilled names the same teacher, and it is `expected` (if known); else what differs,
+    e.g. 'other teacher (2 of 3 runs)' or '2 teachers'. Runs without a teacher SHA-256 (plain students, old
+    records) are not judged."""
+    shas = [s for s in runs.get("teacher_sha256", pd.Series(dtype=object)) if isinstance(s, str)]
+    if not shas:
+        return ""
+    if expected is not None:
+        other = sum(s != expected for s in shas)
+        return f"other teacher ({other} of {len(shas)} runs)" if other else ""
+    distinct = len(set(shas))
+    return f"{distinct} teachers" if distinct > 1 else ""
+
+
 def summarise(df: pd.DataFrame, presets: Iterable[str], metric: str = "miou",
-              diverged: Iterable[str] = ()) -> pd.DataFrame:
+              diverged: Iterable[str] = (), teacher: str | None = None) -> pd.DataFrame:
     """One row per preset (in the given order), aggregated over its seeds.
 
     Columns: n (finished runs), diverged (how many of `diverged`, run names "<preset>-s<seed>" as `ensure_rows`
     returns them, are this preset's), seeds, miou_mean and miou_std (of `metric`: "miou" = final, or "best_miou";
     in %), params_m (trainable parameters in millions), time_ms (mean training iteration) and one time_<part>_ms per
-    timed part present, device (every device the runs used, joined). A preset without records gets n = 0 and NaNs.
+    timed part present, device (every device the runs used, joined), teacher_flag (`teacher_flag` against `teacher`,
+    the SHA-256 the page's teacher has, see `expected_teacher`). A preset without records gets n = 0 and NaNs.
     """
     presets = list(presets)
     parts = _time_columns(df)
@@ -187,6 +221,7 @@ def summarise(df: pd.DataFrame, presets: Iterable[str], metric: str = "miou",
         for column in parts:
             row[column] = runs[column].mean() if len(runs) else math.nan
         row["device"] = "; ".join(sorted(set(runs["device"].astype(str)))) if len(runs) else ""
+        row["teacher_flag"] = teacher_flag(runs, teacher) if len(runs) else ""
         rows.append(row)
     return pd.DataFrame(rows).set_index("preset")
 
@@ -260,13 +295,16 @@ def compare_with_paper(summary: pd.DataFrame, paper: pd.DataFrame, label: str = 
                        column: str = "miou") -> pd.DataFrame:
     """The paper's `column` next to ours, one row per row of `paper` (indexed by preset, e.g. `paper_table(...)`).
 
-    Columns: "paper" (the printed value), f"{label} (mean ± std)" (text, see `mean_std_text`) and "gap" (our mean
-    minus the paper's, in percentage points; NaN where we have no run).
+    Columns: "paper" (the printed value), f"{label} (mean ± std)" (text, see `mean_std_text`, with '⚠ other
+    teacher ...' where the summary flags the cell's teacher) and "gap" (our mean minus the paper's, in percentage
+    points; NaN where we have no run).
     """
     ours = summary.reindex(paper.index)
     n = ours["n"].fillna(0).astype(int)
     diverged = ours["diverged"].fillna(0).astype(int) if "diverged" in ours else [0] * len(ours)
     texts = [mean_std_text(m, s, k, diverged=d) for m, s, k, d in zip(ours["miou_mean"], ours["miou_std"], n, diverged)]
+    flags = ours["teacher_flag"].fillna("") if "teacher_flag" in ours else [""] * len(ours)
+    texts = [f"{t} ⚠ {f}" if f else t for t, f in zip(texts, flags)]  # a cell that distilled from another teacher
     return pd.DataFrame({
         "paper": paper[column].astype(float),
         f"{label} (mean ± std)": texts,
@@ -356,11 +394,27 @@ def describe_data(df: pd.DataFrame) -> str:
 
 def sources_markdown(label: str, runs: pd.DataFrame, folder: str | Path,
                      diverged: Mapping[str, str] | None = None) -> str:
-    """Markdown for a page: the column label, the records folder, `describe_data` and every run that diverged."""
+    """Markdown for a page: the column label, the records folder, `describe_data`, every run that diverged, every run
+    that distilled from another teacher than the folder's (`expected_teacher`), and every record file of the folder
+    that could not be read (skipped, named with what is wrong)."""
     text = f"**{label}**, run records in `{folder}`:\n\n{describe_data(runs)}"
     if diverged:
         text += "\n\nRuns that **diverged** (no record; shown as 'diverged' in the tables):\n\n" + "\n".join(
             f"- `{name}`: {message.removeprefix(f'{name}: ')}" for name, message in diverged.items())
+    expected = expected_teacher(folder) if Path(folder).is_dir() else None
+    students = runs[runs["teacher_sha256"].notna()] if "teacher_sha256" in runs and len(runs) else runs.iloc[:0]
+    other = students[students["teacher_sha256"] != expected] if expected else students.iloc[:0]
+    if len(other) or (expected is None and students["teacher_sha256"].nunique() > 1 if len(students) else False):
+        shown = other if len(other) else students
+        text += ("\n\nRuns that distilled from **another teacher** than this folder's `teacher-s0` (their cells are "
+                 "marked ⚠ in the tables):\n\n" + "\n".join(
+                     f"- `{r.run_name}`: teacher `{r.record['teacher']['checkpoint']}`, sha256 "
+                     f"{r.teacher_sha256[:12]}" + (f" (expected {expected[:12]})" if expected else "")
+                     for r in shown.itertuples()))
+    unreadable = unreadable_records(folder) if Path(folder).is_dir() else {}
+    if unreadable:
+        text += "\n\nRecord files that **could not be read** (skipped; the tables do not count them):\n\n" + "\n".join(
+            f"- {message}" for message in unreadable.values())
     return text
 
 

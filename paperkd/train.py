@@ -29,13 +29,14 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from paperkd.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from paperkd.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint, selected_checkpoint
 from paperkd.config import Config, validate
 from paperkd.data import VOCSegmentation, default_standin, train_transforms, val_transforms
 from paperkd.data.seeded import EpochBatches, SeededDataset
 from paperkd.errors import ConfigError, PaperkdError
 from paperkd.inference import evaluate
 from paperkd.models import deeplabv3plus
+from paperkd.provenance import check_teacher, sha256_of, teacher_identity
 from paperkd.records import RECORD_NAME, now, run_environment, write_record
 from paperkd.run_state import Progress, build_record, data_description, restore_state, save_state
 from paperkd.step import StepTimer, build_step, load_teacher, optimisation_step
@@ -158,6 +159,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
 
     # -- data ---------------------------------------------------------------------------------------------------------
     train_set, val_set = build_datasets(cfg)
+    data = data_description(cfg, train_set, val_set, loader_workers(cfg.workers))  # reads STANDIN.json: fail early
     train_loader = training_loader(cfg, train_set, device, ddp.rank, ddp.world_size)
     steps_per_epoch = train_loader.batch_sampler.batches_per_epoch
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size if cfg.val_mode == "square" else 1,
@@ -167,6 +169,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
                           f"{len(train_set)} training images")
 
     # -- models, objective, optimizers -------------------------------------------------------------------------------
+    teacher_id = teacher_identity(cfg.teacher) if cfg.distills else None  # which teacher, kept in the record
+    if teacher_id is not None:
+        check_teacher(teacher_id, cfg.allow_any_teacher)
     student = deeplabv3plus(cfg.backbone, cfg.num_classes, cfg.output_stride, cfg.backbone_weights)
     teacher = load_teacher(cfg, device) if cfg.distills else None
     step = build_step(cfg, student, teacher, device, max_iter=cfg.epochs * steps_per_epoch,
@@ -237,9 +242,11 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     selected_metrics = final_metrics
     if cfg.model_selection == "best" and done.best_epoch is not None and ddp.main:
         selected_metrics = load_checkpoint(run_dir / BEST_NAME)["metrics"]
-    data = data_description(cfg, train_set, val_set, loader_workers(cfg.workers))
     record = build_record(cfg, done, environment, data, timer, student, run_dir,
                           selected_metrics, final_metrics)
+    record["teacher"] = teacher_id
+    if ddp.main:
+        record["checkpoint_sha256"] = sha256_of(selected_checkpoint(run_dir, cfg))
     if ddp.main:
         write_record(run_dir / RECORD_NAME, record)
     return record

@@ -105,14 +105,14 @@ def test_check_data_reports_every_problem(capsys, tmp_path, tiny_standin):
 def test_teacher_with_other_class_count_or_foreign_weights(capsys, tmp_path, tiny_standin):
     wrong_classes = tmp_path / "t5.pt"
     save_checkpoint(wrong_classes, {"config": resolve("teacher", dataset="standin", num_classes=5).to_dict(),
-                                    "model": {}})
+                                    "model": {}, "epoch": 120})
     code, _, err = run(capsys, "train", "--preset", "r18-pixel", *SMOKE, "--data-root", str(tiny_standin),
                        "--out", str(tmp_path / "runs"), "--teacher", str(wrong_classes))
     assert code == 2 and "5 classes" in err
 
     wrong_weights = tmp_path / "tw.pt"
     save_checkpoint(wrong_weights, {"config": resolve("teacher", dataset="standin").to_dict(),
-                                    "model": {"conv.weight": torch.zeros(1)}})
+                                    "model": {"conv.weight": torch.zeros(1)}, "epoch": 120})
     code, _, err = run(capsys, "train", "--preset", "r18-pixel", *SMOKE, "--data-root", str(tiny_standin),
                        "--out", str(tmp_path / "runs"), "--teacher", str(wrong_weights))
     assert code == 2 and "tw.pt" in err and "does not fit" in err

@@ -429,8 +429,17 @@ def standin_info(root: str | Path) -> dict | None:
     """
     root = Path(root)
     for folder in (root, root.parent, root.parent.parent):
-        if (folder / "STANDIN.json").is_file():
-            return json.loads((folder / "STANDIN.json").read_text())
+        path = folder / "STANDIN.json"
+        if path.is_file():
+            try:
+                info = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise DataError(f"{path} is not readable stand-in metadata ({type(err).__name__}: {err}); "
+                                "rebuild the stand-in with `paperkd make-standin ... --overwrite`") from None
+            if not isinstance(info, dict) or "generator" not in info:
+                raise DataError(f"{path} is not stand-in metadata (no 'generator' entry); rebuild the stand-in "
+                                "with `paperkd make-standin ... --overwrite`")
+            return info
     return None
 
 
