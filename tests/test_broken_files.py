@@ -302,7 +302,7 @@ def _comparable(record):
     if out.get("selected"):
         out["selected"] = {k: v for k, v in out["selected"].items() if k != "checkpoint"}
     if out.get("teacher"):
-        out["teacher"] = {k: v for k, v in out["teacher"].items() if k not in ("checkpoint", "sha256")}
+        out["teacher"] = {k: v for k, v in out["teacher"].items() if k not in ("checkpoint", "sha256", "git_commit")}
     return out
 
 
