@@ -39,7 +39,6 @@ reuse = True
 calibration_file = "results/calibration/cpu-standin-voclabels-teacher48.json"
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -64,6 +63,7 @@ from paperkd.losses import (
     similarity_matrix,
 )
 from paperkd.models import deeplabv3plus, tap, tap_bn, tap_channels
+from paperkd.records import RecordError, read_json
 
 SIZE = 257  # MIDDLE maps are 17 x 17, END maps 65 x 65 (at the paper's 513: 33 x 33 and 129 x 129)
 torch.manual_seed(seeds[0])
@@ -262,8 +262,14 @@ for reading, weighted in zip(end_pixelwise["reading"], end_pixelwise["weighted"]
 
 # %%
 path = Path(calibration_file)
-if path.is_file():
-    result = json.loads(path.read_text())
+try:
+    result = read_json(path, "calibration file") if path.is_file() else None
+    if result is not None and not (isinstance(result, dict) and "rows" in result):
+        raise RecordError(f"{path} is not a `paperkd calibrate --json` file (no 'rows')")
+except RecordError as err:
+    display(Markdown(f"**The calibration file could not be read**: {err}"))
+    result = None
+if result is not None:
     t = result["teacher"]
     miou = f", mIoU {100 * t['miou']:.2f} %" if t["miou"] is not None else ""
     display(Markdown(
@@ -283,6 +289,6 @@ if path.is_file():
         f"`{weakest['preset']}` under `{weakest['recipe']}` ({weakest['|∇ w·term| / |∇ CE|']:.3g} x)."))
     display(weights.style.format({"weight": "{:g}", "w·term / CE": "{:.3g}", "|∇ w·term| / |∇ CE|": "{:.3g}",
                                   "cos(∇ term, ∇ CE)": "{:.2f}"}).hide(axis="index"))
-else:
+elif not path.is_file():
     display(Markdown(f"**No calibration file** at `{path}`. `paperkd calibrate --teacher <teacher checkpoint> "
                      f"--scale cpu --data-root <stand-in> --json {path}` writes it."))
