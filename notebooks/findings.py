@@ -63,7 +63,7 @@ REFERENCES = separation.plain_references(ROWS)
 sources, missing = report.table_sources(ROWS, seeds, campaigns=campaigns, scale=scale, dataset=dataset,
                                        data_root=data_root, results=results, device=device, epochs=epochs,
                                        reuse=reuse, recipe=recipe)
-summaries = {label: report.summarise(runs, ROWS, diverged=failed, teacher=report.expected_teacher(folder))
+summaries = {label: report.summarise(runs, ROWS, diverged=failed, teacher=report.expected_teacher(folder, runs))
              for label, (runs, folder, failed) in sources.items()}
 versus = {label: separation.versus(runs, REFERENCES, diverged=failed) for label, (runs, _, failed) in sources.items()}
 print("; ".join(f"{label}: {len(runs)} runs" for label, (runs, _, _) in sources.items()))

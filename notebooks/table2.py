@@ -56,7 +56,7 @@ paper = paper_table("table2")
 sources, missing = report.table_sources(ROWS, seeds, campaigns=campaigns, scale=scale, dataset=dataset,
                                        data_root=data_root, results=results, device=device, epochs=epochs,
                                        reuse=reuse, recipe=recipe)
-summaries = {label: report.summarise(runs, ROWS, diverged=failed, teacher=report.expected_teacher(folder))
+summaries = {label: report.summarise(runs, ROWS, diverged=failed, teacher=report.expected_teacher(folder, runs))
              for label, (runs, folder, failed) in sources.items()}
 print("; ".join(f"{label}: {len(runs)} runs" for label, (runs, _, _) in sources.items()))
 

@@ -40,8 +40,8 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,9 +49,9 @@ from torch import nn
 from tqdm import tqdm
 
 from paperkd.atomic import atomic_open
-from paperkd.config import PRESETS, Config, resolve
+from paperkd.config import DEFAULT_RECIPE, PRESETS, Config, resolve
 from paperkd.errors import ConfigError
-from paperkd.models import deeplabv3plus, model_summary, tap
+from paperkd.models import deeplabv3plus, model_summary, tap, without_aspp_dropout
 from paperkd.records import RecordError, read_json, run_environment
 from paperkd.step import TIMED_PARTS, StepTimer, build_step, load_teacher, optimisation_step
 from paperkd.train import build_datasets, loader_workers, training_loader
@@ -200,9 +200,10 @@ def training_step(cfg: Config, model: nn.Module, teacher: nn.Module | None, batc
 
 
 def teacher_forward(teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-                    settings: TeacherSettings) -> Callable[[StepTimer], torch.Tensor]:
-    """The frozen teacher's forward alone, without taps and without autograd (the input already on the device)."""
-    net = frozen_teacher_net(teacher, [], settings)
+                    settings: TeacherSettings, train_mode: bool = False) -> Callable[[StepTimer], torch.Tensor]:
+    """The frozen teacher's forward alone, without taps and without autograd (the input already on the device), in
+    the mode the recipe runs it in (`train_mode`: batch statistics, as the distillation rows' teacher)."""
+    net = frozen_teacher_net(teacher, [], settings).train(train_mode)
     images = batch[0].to(device, memory_format=memory_format(settings.channels_last))
 
     def step(timer: StepTimer) -> torch.Tensor:
@@ -227,6 +228,9 @@ def build_rows(methods: Sequence[str], size: int, batch: int, device: torch.devi
 
     frozen = deeplabv3plus("resnet101", teacher_cfg.num_classes, teacher_cfg.output_stride)
     frozen = frozen.requires_grad_(False).to(device).eval()
+    distilling = bench_config("r18-pixel", size, batch, recipe)  # the recipe's frozen teacher, for every row alike
+    if distilling.distill_without_aspp_dropout:
+        without_aspp_dropout(frozen)
     plain = list(dict.fromkeys(f"{m.split('-')[0]}-none" for m in methods))  # one plain step per student backbone
     for preset in plain:
         cfg = bench_config(preset, size, batch, recipe)
@@ -234,7 +238,7 @@ def build_rows(methods: Sequence[str], size: int, batch: int, device: torch.devi
             cfg, deeplabv3plus(cfg.backbone, cfg.num_classes, cfg.output_stride), None, images_and_target, device,
             settings)))
     rows.append(Row(LABELS["teacher-forward"], "teacher", "teacher_forward", "resnet101",
-                    teacher_forward(frozen, images_and_target, device, settings)))
+                    teacher_forward(frozen, images_and_target, device, settings, distilling.teacher_train_mode)))
     for preset in methods:
         if preset in plain:
             continue
@@ -425,7 +429,7 @@ def run_benchmark(size: int = 513, batch: int = 6, device: str = "cpu", repeats:
         add_ratios(summaries)
         result: dict[str, Any] = {
             "device": run_environment(dev)["device"], "torch": torch.__version__, "size": size, "batch": batch,
-            "recipe": bench_config("teacher", size, batch, recipe).recipe,
+            "recipe": recipe or DEFAULT_RECIPE,
             "repeats": repeats,
             "settings": {"warmup": warmup, "teacher_dtype": dtype_name(settings.dtype), "channels_last": channels_last,
                          "compile_teacher": compile_teacher, "inference_mode": inference_mode,

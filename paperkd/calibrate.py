@@ -7,8 +7,7 @@ For every preset and recipe, on the first `batches` training batches (the recipe
 batch size), with the student at its initialisation and the trainer's own step parts (`paperkd.step.build_step`:
 teacher mode, ASPP dropout, CE reduction, loss readings): each weighted term's value relative to the CE as it enters
 the objective, the norm of its gradient on the student's parameters relative to the CE's, and the cosine between
-the two gradients. A term whose gradient is 1e-3 of the CE's does nothing; one 100 x the CE's drowns it. Mean over
-the batches.
+the two gradients (norms and products in float64). Mean over the batches.
 """
 
 from __future__ import annotations
@@ -44,21 +43,21 @@ def teacher_summary(checkpoint: str | Path) -> dict[str, Any]:
     """What the calibration's teacher is: its path, backbone, epochs and recipe, and its record's mIoU if beside it."""
     state = load_checkpoint(checkpoint)
     cfg = state["config"]
-    summary = {"checkpoint": str(checkpoint), "backbone": cfg["backbone"], "epochs": cfg["epochs"],
-               "recipe": cfg.get("recipe", "pre-recipe"), "seed": cfg["seed"], "miou": None}
+    summary = {"checkpoint": str(checkpoint), "backbone": cfg.get("backbone"), "epochs": cfg.get("epochs"),
+               "recipe": cfg.get("recipe", "pre-recipe"), "seed": cfg.get("seed"), "miou": None}
     record = Path(checkpoint).parent / RECORD_NAME
     if record.is_file():
-        rec = read_record(record)
-        summary["miou"] = (rec.get("selected") or rec["final"])["miou"]
+        rec = read_record(record)  # an unreadable one: one line naming it
+        summary["miou"] = (rec.get("selected") or rec["final"] or {}).get("miou")
     return summary
 
 
-def calibrate_one(preset: str, recipe: str, teacher: str, batches: int, dev: torch.device,
+def calibrate_one(preset: str, recipe: str, teacher: str, batches: int, on: torch.device,
                   **settings: Any) -> list[dict[str, Any]]:
-    """The rows of one preset under one recipe (one per distillation term), means over `batches` batches;
-    `settings` are Config fields (scale, dataset, data_root, seed, ...)."""
+    """The rows of one preset under one recipe (one per distillation term), means over `batches` batches, on the
+    device `on`; `settings` are Config fields (scale, dataset, data_root, seed, ...)."""
     cfg = resolve(preset, recipe=recipe, teacher=str(teacher), **settings)
-    device = dev
+    device = on
     if not cfg.distills:
         raise ConfigError(f"preset {preset!r} has no distillation term to calibrate")
     torch.manual_seed(cfg.seed)

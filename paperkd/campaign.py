@@ -80,9 +80,11 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
             check_reading(cfg, find_record(results, cfg.name))
     todo = [c for c in configs if c.name not in done and not (reuse and c.name in known_diverged)]
     deferred = []  # runs another process holds the lock of: come back to them at the end
+    students_teacher = next((c.teacher for c in configs if c.teacher), None)
     for cfg in tqdm(todo, desc=f"runs ({scale})", disable=not progress or not todo):
-        # the teacher is waited for (its students need it); any other busy run is left for later
-        if not run_once(cfg, results, reuse, progress, train, TrainingDiverged, wait=cfg.preset == "teacher"):
+        # the students' teacher is waited for (they need it); any other busy run is left for later
+        needed = students_teacher is not None and Path(students_teacher).parent.name == cfg.name
+        if not run_once(cfg, results, reuse, progress, train, TrainingDiverged, wait=needed):
             deferred.append(cfg)
     for cfg in deferred:
         run_once(cfg, results, reuse, progress, train, TrainingDiverged, wait=True)
@@ -113,15 +115,22 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, trai
              wait: bool) -> bool:
     """Train `cfg` under its run lock unless it finished meanwhile (another process); False if the lock is busy
     and `wait` is False. A divergence leaves `<run>/diverged.json`; a diverging teacher stops the campaign."""
+    if wait and progress:
+        with run_lock(results, cfg.name, wait=False) as free:
+            if not free:
+                tqdm.write(f"waiting for {cfg.name}: another process is training it")
     with run_lock(results, cfg.name, wait) as mine:
         if not mine:
             return False
+        marker = Path(results) / cfg.name / DIVERGED_NAME
         if reuse and finished(results, cfg.name, progress):  # trained by another process while we waited
+            check_reading(cfg, find_record(results, cfg.name))
+            return True
+        if reuse and marker.is_file():  # it diverged in another process: not tried twice
             return True
         if cfg.teacher and not Path(cfg.teacher).is_file():
             raise PaperkdError(f"{cfg.name} distils from {cfg.teacher}, which is missing (its record exists but "
                                "its checkpoint was not kept); delete the teacher's record to retrain it")
-        marker = Path(results) / cfg.name / DIVERGED_NAME
         marker.unlink(missing_ok=True)
         try:
             train(cfg, resume=reuse, progress=progress)  # reuse: an interrupted run continues where it stopped

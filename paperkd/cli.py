@@ -118,8 +118,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from paperkd.train import train
 
     record = train(_config_from_args(args), resume=args.resume, progress=not args.quiet)
-    if record["final"]:
-        print(f"{record['run_name']}: mIoU {record['final']['miou']:.4f} (best {record['best_miou']:.4f}); "
+    if record["selected"]:
+        chosen = record["selected"]
+        print(f"{record['run_name']} ({record['recipe']} recipe): mIoU {chosen['miou']:.4f} ({chosen['rule']} epoch, "
+              f"{chosen['epoch']}; last epoch {record['final']['miou']:.4f}); weights: {chosen['checkpoint']}; "
               f"record: {Path(record['checkpoint']).with_name('record.json')}")
     return 0
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from paperkd.errors import ConfigError
 from paperkd.vocabulary import (ALL_TAPS, AMP_DTYPES, ATTENTION_FORMS, BACKBONES, DATASETS, LOSS_TERMS,
-                                MODEL_SELECTIONS, PAIRWISE_NODES, PIXELWISE_VARIANTS, POSITIONS, RECIPE_NAMES,
-                                SCALE_OF, VAL_MODES)
+                                MODEL_SELECTIONS, PAIRWISE_NODES, PIXELWISE_VARIANTS, POSITIONS, SCALE_OF,
+                                VAL_MODES)
 
 TAPS = POSITIONS  # MIDDLE and END of Table 3
 PIXEL_VARIANTS = PIXELWISE_VARIANTS
@@ -208,7 +208,7 @@ SCALES: dict[str, dict[str, Any]] = {
 _CHOICES = {
     "backbone": BACKBONES, "pixel_tap": TAPS, "pair_tap": TAPS, "gat_tap": (*TAPS, ALL_TAPS), "cwd_tap": TAPS,
     "pixel_variant": PIXEL_VARIANTS, "pair_nodes": PAIR_NODES, "gat_form": ATTENTION_FORMS, "dataset": DATASETS,
-    "val_mode": VAL_MODES, "amp_dtype": AMP_DTYPES, "scale": tuple(SCALES), "recipe": RECIPE_NAMES,
+    "val_mode": VAL_MODES, "amp_dtype": AMP_DTYPES, "scale": tuple(SCALES), "recipe": tuple(RECIPES),
     "model_selection": MODEL_SELECTIONS, "scale_of": SCALE_OF,
 }
 _POSITIVE = ("epochs", "batch_size", "lr", "crop", "val_size", "num_classes", "eval_every", "kd_temperature",

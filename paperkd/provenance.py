@@ -4,7 +4,7 @@
     check_teacher(identity, path)                            # refuses a student's or an unfinished run's checkpoint
 
 A student's record keeps the identity of the teacher it distilled from (`record["teacher"]`), and every run's record
-the SHA-256 of its own selected checkpoint (`record["checkpoint_sha256"]`), so a table can tell, long after the
+the SHA-256 of its own selected checkpoint (`record["selected"]["sha256"]`), so a table can tell, long after the
 checkpoints moved, whether all of a cell's runs distilled from the teacher the page names.
 """
 

@@ -169,12 +169,16 @@ PRE_RECIPE_TEXT = "pre-recipe readings: authors' pixel-wise, paper's pair-wise"
 
 # -- tables -----------------------------------------------------------------------------------------------------------
 
-def expected_teacher(folder: str | Path) -> str | None:
-    """The SHA-256 of the teacher a campaign folder's students are meant to distil from: what its `teacher-s0` record
-    kept of its own selected checkpoint (None where that record is missing, unreadable or predates the field)."""
-    path = Path(folder) / "teacher-s0" / RECORD_NAME
+def expected_teacher(folder: str | Path, runs: pd.DataFrame | None = None) -> str | None:
+    """The SHA-256 of the teacher a campaign folder's students are meant to distil from: the selected checkpoint's
+    SHA-256 kept by the record of that teacher run in `folder` (the run the students' configs name, else
+    `teacher-s0`); None where that record is missing, unreadable or predates the field."""
+    names = [Path(r["config"]["teacher"]).parent.name for r in (runs["record"] if runs is not None and len(runs)
+                                                                 else []) if r["config"].get("teacher")]
+    name = max(set(names), key=names.count) if names else "teacher-s0"
+    path = Path(folder) / name / RECORD_NAME
     readable = _readable([path]) if path.is_file() else []
-    return readable[0].get("checkpoint_sha256") if readable else None
+    return (readable[0].get("selected") or {}).get("sha256") if readable else None
 
 
 def teacher_flag(runs: pd.DataFrame, expected: str | None) -> str:
@@ -196,7 +200,8 @@ def summarise(df: pd.DataFrame, presets: Iterable[str], metric: str = "miou",
     """One row per preset (in the given order), aggregated over its seeds.
 
     Columns: n (finished runs), diverged (how many of `diverged`, run names "<preset>-s<seed>" as `ensure_rows`
-    returns them, are this preset's), seeds, miou_mean and miou_std (of `metric`: "miou" = final, or "best_miou";
+    returns them, are this preset's), seeds, miou_mean and miou_std (of `metric`: "miou" = the reported epoch's, see
+    `load_records`; "final_miou" = the last epoch's; or "best_miou";
     in %), params_m (trainable parameters in millions), time_ms (mean training iteration) and one time_<part>_ms per
     timed part present, device (every device the runs used, joined), teacher_flag (`teacher_flag` against `teacher`,
     the SHA-256 the page's teacher has, see `expected_teacher`). A preset without records gets n = 0 and NaNs.
@@ -401,7 +406,7 @@ def sources_markdown(label: str, runs: pd.DataFrame, folder: str | Path,
     if diverged:
         text += "\n\nRuns that **diverged** (no record; shown as 'diverged' in the tables):\n\n" + "\n".join(
             f"- `{name}`: {message.removeprefix(f'{name}: ')}" for name, message in diverged.items())
-    expected = expected_teacher(folder) if Path(folder).is_dir() else None
+    expected = expected_teacher(folder, runs) if Path(folder).is_dir() else None
     students = runs[runs["teacher_sha256"].notna()] if "teacher_sha256" in runs and len(runs) else runs.iloc[:0]
     other = students[students["teacher_sha256"] != expected] if expected else students.iloc[:0]
     if len(other) or (expected is None and students["teacher_sha256"].nunique() > 1 if len(students) else False):
@@ -426,11 +431,14 @@ def _group(records: list[dict], key) -> list[tuple[Any, list[dict]]]:
 
 
 def checkpoint_path(row: Mapping[str, Any]) -> Path | None:
-    """The checkpoint of a record row (beside its record.json, else where the record says), or None if missing."""
-    beside = Path(row["path"]).parent / CHECKPOINT_NAME
+    """The checkpoint whose weights a record row reports (its selected one, `record["selected"]["checkpoint"]`, or
+    the last epoch's for records without one), beside its record.json, else where the record says; None if missing."""
+    selected = (row["record"].get("selected") or {}).get("checkpoint")
+    name = Path(selected).name if selected else CHECKPOINT_NAME
+    beside = Path(row["path"]).parent / name
     if beside.is_file():
         return beside
-    recorded = row["record"].get("checkpoint")
+    recorded = selected or row["record"].get("checkpoint")
     return Path(recorded) if recorded and Path(recorded).is_file() else None
 
 

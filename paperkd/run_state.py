@@ -1,7 +1,7 @@
 """What a run leaves on disk besides its weights: the resumable state in every checkpoint, and the record.
 
-    save_state(path, cfg, step, progress, timer)      every epoch (atomic)
-    progress = restore_state(path, cfg, step, timer)  on resume; refuses a checkpoint of another config
+    save_state(path, cfg, step, progress, timer)      every epoch (atomic); then save_best when the epoch is best
+    progress = restore_state(path, cfg, step, timer)  on resume (then repair_best); refuses another config's
     record = build_record(cfg, progress, ...)         once, at the end (`paperkd.records` writes and reads it)
 """
 
@@ -14,17 +14,17 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from paperkd.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, selected_checkpoint, \
-    set_rng_state
+from paperkd.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from paperkd.config import Config
 from paperkd.data.standin import standin_info
-from paperkd.errors import ConfigError
+from paperkd.errors import ConfigError, PaperkdError
 from paperkd.models import parameter_counts
+from paperkd.provenance import sha256_of
 from paperkd.records import now
 from paperkd.step import Step, StepTimer, load_optimizer_states, optimizer_states
 
 # Config fields that may change when a run is resumed (they do not change what is computed).
-RESUMABLE_CHANGES = {"device", "workers", "out", "eval_every"}
+RESUMABLE_CHANGES = {"device", "workers", "out", "eval_every", "allow_any_teacher"}
 
 
 @dataclass
@@ -52,41 +52,87 @@ def save_state(path: Path, cfg: Config, step: Step, progress: Progress, timer: S
     })
 
 
+STATE_KEYS = ("config", "model", "distill", "optimizer", "scaler", "rng", "timer", "epoch", "history", "best_miou",
+              "started", "wall_s")
+
+
 def restore_state(path: Path, cfg: Config, step: Step, timer: StepTimer, device: torch.device) -> Progress:
-    """Load `save_state`'s checkpoint into `step` and `timer`; refuse one written with a different config."""
-    state = load_checkpoint(path, map_location=device)
-    changed = {k for k, v in state["config"].items() if cfg.to_dict().get(k) != v} - RESUMABLE_CHANGES
-    missing = {k for k in cfg.to_dict() if k not in state["config"]} - RESUMABLE_CHANGES
+    """Load `save_state`'s checkpoint into `step` and `timer`; refuse one written with a different config, or one
+    that is not a resumable checkpoint (a best.pt copied over it, weights of another model), in one line."""
+    state = load_checkpoint(path, map_location=device, needs=STATE_KEYS)
+    resumable = RESUMABLE_CHANGES - ({"eval_every"} if cfg.model_selection == "best" else set())  # it picks epochs
+    changed = {k for k, v in state["config"].items() if cfg.to_dict().get(k) != v} - resumable
+    missing = {k for k in cfg.to_dict() if k not in state["config"]} - resumable
     if changed or missing:
         raise ConfigError(f"cannot resume {path} with a different config: "
                           f"{', '.join(sorted(changed | missing))} changed; resume with the same options or start "
                           "a new run (--run-name)")
-    step.student.load_state_dict(state["model"])
-    if step.has_connectors:
-        step.distill.load_state_dict(state["distill"])
-    load_optimizer_states(step, state)
+    try:
+        step.student.load_state_dict(state["model"])
+        if step.has_connectors:
+            step.distill.load_state_dict(state["distill"])
+        load_optimizer_states(step, state)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise PaperkdError(f"{path} does not fit this run ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
     timer.load(state["timer"])
     set_rng_state(state["rng"])
     return Progress(state["epoch"], state["history"], state["best_miou"], state.get("best_epoch"), state["started"],
                     state["wall_s"])
 
 
+def save_best(run_dir: Path, cfg: Config, epoch: int, metrics: dict[str, Any], model: torch.nn.Module) -> None:
+    """best.pt: the weights of the best validation epoch so far, with its epoch and metrics (atomic)."""
+    save_checkpoint(run_dir / BEST_NAME, {"config": cfg.to_dict(), "epoch": epoch, "miou": metrics["miou"],
+                                          "metrics": metrics, "model": model.state_dict()})
+
+
+def repair_best(run_dir: Path, cfg: Config, progress: Progress, model: torch.nn.Module) -> None:
+    """After a resume: make best.pt the epoch the checkpoint calls best. best.pt is written right after
+    checkpoint.pt, so a run killed between the two has a checkpoint whose best epoch is its own last epoch and an
+    older (or no) best.pt: rebuilt here from the checkpoint's weights, which are that epoch's."""
+    if cfg.model_selection != "best" or progress.best_epoch is None:
+        return
+    path = run_dir / BEST_NAME
+    best_epoch = load_checkpoint(path, needs=("model", "epoch"))["epoch"] if path.is_file() else None
+    if best_epoch == progress.best_epoch:
+        return
+    if progress.best_epoch != progress.epoch:
+        raise PaperkdError(f"{path} holds epoch {best_epoch}, but {run_dir / CHECKPOINT_NAME} says the best epoch is "
+                           f"{progress.best_epoch}; delete the run folder to train it again")
+    save_best(run_dir, cfg, progress.epoch, progress.history[progress.epoch - 1]["metrics"], model)
+
+
+def selected_result(run_dir: Path, cfg: Config, progress: Progress) -> dict[str, Any] | None:
+    """The epoch a run reports, as `record["selected"]`: rule, epoch, checkpoint, its SHA-256 and metrics. Under
+    model_selection="best" they are read from best.pt itself; with no epoch scored (NaN mIoU) or "last", the last."""
+    final = progress.history[-1].get("metrics") if progress.history else None
+    if cfg.model_selection == "best" and progress.best_epoch is not None:
+        path = run_dir / BEST_NAME
+        best = load_checkpoint(path, needs=("model", "epoch", "metrics"))
+        rule, epoch, metrics = "best", best["epoch"], best["metrics"]
+    else:
+        path, rule, epoch, metrics = run_dir / CHECKPOINT_NAME, "last", progress.epoch, final
+    if metrics is None:
+        return None
+    return {"rule": rule, "epoch": epoch, "checkpoint": str(path), "sha256": sha256_of(path), **metrics}
+
+
 def build_record(cfg: Config, progress: Progress, environment: dict[str, Any], data: dict[str, Any],
-                 timer: StepTimer, student: torch.nn.Module, run_dir: Path, selected_metrics: dict | None,
-                 final_metrics: dict | None) -> dict[str, Any]:
-    """The run record (`paperkd.records`): config and recipe, environment, per-epoch entries, the final and the
-    selected (reported) epoch's metrics, timing, parameters."""
+                 timer: StepTimer, student: torch.nn.Module, run_dir: Path, selected: dict[str, Any] | None,
+                 teacher: dict[str, Any] | None) -> dict[str, Any]:
+    """The run record (`paperkd.records`): config and recipe, environment, data, per-epoch entries, the last
+    epoch's metrics (`final`) and the reported one's (`selected`, see `selected_result`), the identity of the
+    teacher it distilled from (`paperkd.provenance.teacher_identity`), timing, parameters."""
     history = [{k: v for k, v in entry.items() if k != "metrics"} for entry in progress.history]
-    selected_epoch = progress.best_epoch if cfg.model_selection == "best" else cfg.epochs
+    final = progress.history[-1].get("metrics") if progress.history else None
     return {
         "schema": 1, "run_name": cfg.name, "preset": cfg.preset, "seed": cfg.seed, "config": cfg.to_dict(),
         "recipe": cfg.recipe, "recipe_deviations": cfg.recipe_deviations(), "environment": environment,
-        "data": data, "epochs": history, "final": final_metrics, "best_miou": progress.best_miou,
-        "selected": ({"rule": cfg.model_selection, "epoch": selected_epoch,
-                      "checkpoint": str(selected_checkpoint(run_dir, cfg)), **selected_metrics}
-                     if selected_metrics else None),
-        "timing_ms": timer.means_ms(), "params": parameter_counts(student), "started": progress.started,
-        "finished": now(), "wall_s": progress.wall_s, "checkpoint": str(run_dir / CHECKPOINT_NAME),
+        "data": data, "epochs": history, "final": final, "best_miou": progress.best_miou, "selected": selected,
+        "teacher": teacher, "timing_ms": timer.means_ms(), "params": parameter_counts(student),
+        "started": progress.started, "finished": now(), "wall_s": progress.wall_s,
+        "checkpoint": str(run_dir / CHECKPOINT_NAME),
     }
 
 

@@ -150,9 +150,14 @@ class Step:
     def taps(self) -> list[str]:
         return self.distill.taps if self.distill is not None else []
 
+    @staticmethod
+    def connectors_of(distill: Distillation | None) -> bool:
+        """Whether an objective has trainable parts of its own (Heo's connectors)."""
+        return distill is not None and any(p.requires_grad for p in distill.parameters())
+
     @property
     def has_connectors(self) -> bool:
-        return self.distill is not None and any(p.requires_grad for p in self.distill.parameters())
+        return self.connectors_of(self.distill)
 
     def optimizer_at(self, iteration: int) -> torch.optim.Optimizer | None:
         """The optimizer that steps at `iteration`: the warm-up one (None when there is nothing to warm up: the
@@ -185,7 +190,7 @@ def build_step(cfg: Config, student: nn.Module, teacher: nn.Module | None, devic
     teacher_net = None
     if teacher is not None and tap_teacher:
         teacher_net = tap(teacher.to(device, memory_format=memory_format), taps)
-    has_connectors = distill is not None and any(p.requires_grad for p in distill.parameters())
+    has_connectors = Step.connectors_of(distill)
     objective: nn.Module | None = distill
     if world_size > 1:
         ids = [device.index] if device.type == "cuda" else None

@@ -29,18 +29,18 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from paperkd.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint, selected_checkpoint
+from paperkd.checkpoint import CHECKPOINT_NAME
 from paperkd.config import Config, validate
 from paperkd.data import VOCSegmentation, default_standin, train_transforms, val_transforms
 from paperkd.data.seeded import EpochBatches, SeededDataset
 from paperkd.errors import ConfigError, PaperkdError
 from paperkd.inference import evaluate
 from paperkd.models import deeplabv3plus
-from paperkd.provenance import check_teacher, sha256_of, teacher_identity
+from paperkd.provenance import check_teacher, teacher_identity
 from paperkd.records import RECORD_NAME, now, run_environment, write_record
-from paperkd.run_state import Progress, build_record, data_description, restore_state, save_state
+from paperkd.run_state import (Progress, build_record, data_description, repair_best, restore_state, save_best,
+                               save_state, selected_result)
 from paperkd.step import StepTimer, build_step, load_teacher, optimisation_step
-
 
 
 class TrainingDiverged(PaperkdError):
@@ -135,8 +135,6 @@ def check_writable(folder: Path) -> None:
         raise PaperkdError(f"only {free_mib:.0f} MiB free on the disk of {folder}; a checkpoint needs up to ~700 MiB")
 
 
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------------------------------
@@ -182,6 +180,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     done = Progress(history=[], started=now())
     if resume and ckpt_path.is_file():
         done = restore_state(ckpt_path, cfg, step, timer, device)
+        if ddp.main:
+            repair_best(run_dir, cfg, done, student)
     elif resume and show:
         tqdm.write(f"no checkpoint at {ckpt_path}: starting from scratch")
     wall_before, t_start = done.wall_s, time.perf_counter()
@@ -204,7 +204,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
                 images = images.to(device, non_blocking=True, memory_format=step.memory_format)
                 target = target.to(device, non_blocking=True)
             loss, seg, terms = optimisation_step(step, images, target, iteration, timer)
-            timer.end_iteration(iteration, counted=not warmup)  # the warm-up's steps are not the method's steps
+            # the warm-up's steps are not the method's steps; the first ones after it pay for allocation again
+            timer.end_iteration(iteration - step.warmup_iters, counted=not warmup)
             iteration += 1
             values = {"loss": loss.item(), "seg": seg.item(), **{k: v.item() for k, v in terms.items()}}
             check_finite(values, cfg, iteration, epoch, ckpt_path)
@@ -217,16 +218,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
 
         entry = {"epoch": epoch + 1, "iterations": steps_per_epoch, "lr": lr, "warmup": warmup,
                  "loss": {k: v / steps_per_epoch for k, v in sums.items()}, "time_s": time.perf_counter() - epoch_start}
+        improved = False
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             if ddp.main:
                 metrics = evaluate(student, val_loader, device, cfg.num_classes, step.amp_dtype, show)
                 entry.update(miou=metrics["miou"], pixel_acc=metrics["pixel_acc"], metrics=metrics)
-                if metrics["miou"] > done.best_miou:
-                    done.best_miou, done.best_epoch = metrics["miou"], epoch + 1
-                    if cfg.model_selection == "best":
-                        save_checkpoint(run_dir / BEST_NAME, {"config": cfg.to_dict(), "epoch": epoch + 1,
-                                                              "miou": metrics["miou"], "metrics": metrics,
-                                                              "model": student.state_dict()})
+                if metrics["miou"] > done.best_miou:  # a NaN mIoU never improves
+                    done.best_miou, done.best_epoch, improved = metrics["miou"], epoch + 1, True
             if ddp.world_size > 1:
                 dist.barrier()
         done.history.append(entry)
@@ -236,17 +234,12 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         done.epoch, done.wall_s = epoch + 1, wall_before + time.perf_counter() - t_start
         if ddp.main:
             save_state(ckpt_path, cfg, step, done, timer)
+            if improved and cfg.model_selection == "best":  # after checkpoint.pt, so a resume can rebuild it
+                save_best(run_dir, cfg, epoch + 1, entry["metrics"], student)
 
     # -- record -------------------------------------------------------------------------------------------------------
-    final_metrics = done.history[-1].get("metrics") if done.history else None
-    selected_metrics = final_metrics
-    if cfg.model_selection == "best" and done.best_epoch is not None and ddp.main:
-        selected_metrics = load_checkpoint(run_dir / BEST_NAME)["metrics"]
-    record = build_record(cfg, done, environment, data, timer, student, run_dir,
-                          selected_metrics, final_metrics)
-    record["teacher"] = teacher_id
-    if ddp.main:
-        record["checkpoint_sha256"] = sha256_of(selected_checkpoint(run_dir, cfg))
+    selected = selected_result(run_dir, cfg, done) if ddp.main else None
+    record = build_record(cfg, done, environment, data, timer, student, run_dir, selected, teacher_id)
     if ddp.main:
         write_record(run_dir / RECORD_NAME, record)
     return record

@@ -31,7 +31,6 @@ LOSS_TERMS = {
     "cwd": ("cwd", "cwd_tap"),
 }
 
-RECIPE_NAMES = ("authors", "paper")
 MODEL_SELECTIONS = ("last", "best")
 SCALE_OF = ("image", "crop")
 VAL_MODES = ("square", "short_side")

@@ -35,10 +35,11 @@ SMOKE = {"dataset": "standin", "workers": 0, "eval_every": 1}
 
 @pytest.fixture(scope="session")
 def smoke_teacher(tmp_path_factory, tiny_standin) -> Path:
-    """A ResNet-101 teacher trained at smoke scale on the tiny stand-in; returns its checkpoint."""
+    """A ResNet-101 teacher trained at smoke scale on the tiny stand-in; returns its selected checkpoint (the one
+    a campaign's students distil from: best.pt under the default recipe)."""
     from paperkd.config import resolve
     from paperkd.train import train
 
     out = tmp_path_factory.mktemp("teacher")
     record = train(resolve("teacher", "smoke", data_root=str(tiny_standin), out=str(out), **SMOKE), progress=False)
-    return Path(record["checkpoint"])
+    return Path(record["selected"]["checkpoint"])

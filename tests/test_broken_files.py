@@ -25,6 +25,7 @@ from paperkd.checkpoint import load_checkpoint, save_checkpoint
 from paperkd.cli import main
 from paperkd.config import resolve
 from paperkd.records import RECORD_NAME, load_records, write_record
+from paperkd.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,7 +146,8 @@ def test_a_student_record_names_its_teacher_and_every_record_its_own_checkpoint(
         "resnet101", "teacher", "authors", 0)
     assert teacher["git_commit"] == teacher_record["environment"]["git_commit"]
     assert teacher["final_miou"] == teacher_record["final"]["miou"]
-    assert record["checkpoint_sha256"] == sha256_of(tmp_path / "r18-pixel-s0" / "best.pt")
+    assert record["selected"]["sha256"] == sha256_of(tmp_path / "r18-pixel-s0" / "best.pt")
+    assert teacher["sha256"] == teacher_record["selected"]["sha256"]  # the teacher's own record names the same file
 
 
 def test_tables_flag_cells_that_distilled_from_another_teacher(tmp_path):
@@ -155,7 +157,7 @@ def test_tables_flag_cells_that_distilled_from_another_teacher(tmp_path):
 
     folder = tmp_path / "campaign"
     teacher = make_record(folder, "teacher", 0, 0.5, config={"backbone": "resnet101"})
-    teacher["checkpoint_sha256"] = "a" * 64
+    teacher["selected"] = {"miou": 0.5, "sha256": "a" * 64}
     write_record(folder / "teacher-s0" / RECORD_NAME, teacher)
     for seed, sha in ((0, "a" * 64), (1, "b" * 64)):
         rec = make_record(folder, "r18-pixel", seed, 0.3, config={"pixel": 100.0})
@@ -295,12 +297,12 @@ def _campaign_cmd(results, data):
 
 def _comparable(record):
     # timings, paths, and the file hashes (a checkpoint holds its config, whose `out` folder differs here)
-    drop = {"started", "finished", "wall_s", "timing_ms", "environment", "checkpoint", "checkpoint_sha256"}
+    drop = {"started", "finished", "wall_s", "timing_ms", "environment", "checkpoint"}
     out = {k: v for k, v in record.items() if k not in drop}
     out["epochs"] = [{k: v for k, v in e.items() if k != "time_s"} for e in record["epochs"]]
     out["config"] = {k: v for k, v in record["config"].items() if k not in ("out", "teacher")}
     if out.get("selected"):
-        out["selected"] = {k: v for k, v in out["selected"].items() if k != "checkpoint"}
+        out["selected"] = {k: v for k, v in out["selected"].items() if k not in ("checkpoint", "sha256")}
     if out.get("teacher"):
         out["teacher"] = {k: v for k, v in out["teacher"].items() if k not in ("checkpoint", "sha256", "git_commit")}
     return out
@@ -319,9 +321,61 @@ def test_a_killed_campaign_restarted_ends_with_the_records_of_an_uninterrupted_o
     while not watched.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL and watched.exists(), "the campaign finished or never got there"
+    assert not (results / "r18-pixel-s0" / RECORD_NAME).exists()
     subprocess.run(_campaign_cmd(results, tiny_standin), check=True, env=env, timeout=600, cwd=REPO)
     for run in ("teacher-s0", "r18-pixel-s0"):
         a = json.loads((tmp_path / "straight" / run / RECORD_NAME).read_text())
         b = json.loads((results / run / RECORD_NAME).read_text())
         assert _comparable(a) == _comparable(b), run
+
+
+def test_a_run_that_diverged_in_another_process_is_not_tried_again(tmp_path, monkeypatch):
+    import paperkd.train
+    from paperkd.campaign import DIVERGED_NAME, ensure_runs, run_lock
+
+    calls = []
+    monkeypatch.setattr(paperkd.train, "train", lambda cfg, **kw: calls.append(cfg.name))
+    hold, release = threading.Event(), threading.Event()
+
+    def other_process():  # holds r18-none-s0, then leaves a divergence marker, as a campaign would
+        with run_lock(tmp_path, "r18-none-s0", wait=True):
+            hold.set()
+            release.wait(10)
+            (tmp_path / "r18-none-s0" / DIVERGED_NAME).write_text(json.dumps({"message": "r18-none-s0: nan"}))
+
+    t = threading.Thread(target=other_process)
+    t.start()
+    hold.wait(10)
+    threading.Timer(0.5, release.set).start()
+    ensure_runs(["r18-none"], [0, 1], scale="smoke", results=str(tmp_path), progress=False)
+    t.join()
+    assert calls == ["r18-none-s1"]  # s0 was busy, then diverged elsewhere: deferred and not retried
+
+
+def test_a_run_killed_between_its_checkpoint_and_best_pt_resumes_with_a_consistent_best(tmp_path, tiny_standin,
+                                                                                         monkeypatch):
+    import paperkd.run_state as run_state
+    import paperkd.train as trainer
+    from paperkd.checkpoint import BEST_NAME
+
+    cfg = resolve("r18-none", "smoke", data_root=str(tiny_standin), out=str(tmp_path), epochs=2, max_train_images=4,
+                  **SMOKE)
+    real_save_best, calls = run_state.save_best, {"n": 0}
+
+    def die_before_second_best(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # checkpoint.pt of epoch 2 is on disk, best.pt still of epoch 1
+        return real_save_best(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "save_best", die_before_second_best)
+    monkeypatch.setattr(trainer, "evaluate", lambda *a, **k: {"miou": 0.1 * (1 + calls["n"]), "pixel_acc": 0.5,
+                                                              "per_class_iou": [], "present": []})
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    assert load_checkpoint(tmp_path / "r18-none-s0" / BEST_NAME)["epoch"] == 1
+    monkeypatch.setattr(trainer, "save_best", real_save_best)
+    record = train(cfg, resume=True, progress=False)
+    assert record["selected"]["epoch"] == 2 == load_checkpoint(tmp_path / "r18-none-s0" / BEST_NAME)["epoch"]
+    assert record["selected"]["miou"] == record["best_miou"]

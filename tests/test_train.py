@@ -166,20 +166,20 @@ def test_authors_seg_term_is_the_cross_entropy_divided_by_the_batch(tmp_path, ti
     assert seg["authors"] == pytest.approx(seg["paper"] / batch, rel=0.25)
 
 
-def test_a_run_interrupted_after_the_warmup_epoch_resumes_to_identical_weights(tmp_path, tiny_standin, smoke_teacher,
-                                                                               monkeypatch):
+def test_a_run_interrupted_in_its_warmup_resumes_to_identical_weights(tmp_path, tiny_standin, smoke_teacher,
+                                                                      monkeypatch):
     import paperkd.train as trainer
 
-    def settings(out):
+    def settings(out):  # two warm-up epochs: the interruption falls inside the warm-up, momentum and all
         return resolve("r18-heo", "smoke", teacher=str(smoke_teacher), data_root=str(tiny_standin), out=str(out),
-                       epochs=3, max_train_images=8, **SMOKE)
+                       epochs=3, max_train_images=8, connector_warmup_epochs=2, **SMOKE)
 
     straight = train(settings(tmp_path / "straight"), progress=False)
     real_evaluate, calls = trainer.evaluate, {"n": 0}
 
     def evaluate_then_stop(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 2:  # in epoch 2: the checkpoint of epoch 1 (the warm-up) is on disk
+        if calls["n"] == 2:  # in epoch 2: the checkpoint of epoch 1 (the first warm-up epoch) is on disk
             raise KeyboardInterrupt
         return real_evaluate(*args, **kwargs)
 
@@ -195,3 +195,6 @@ def test_a_run_interrupted_after_the_warmup_epoch_resumes_to_identical_weights(t
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert all(torch.equal(a["distill"][k], b["distill"][k]) for k in a["distill"])
     assert [e["loss"] for e in straight["epochs"]] == [e["loss"] for e in resumed["epochs"]]
+    assert [e["warmup"] for e in resumed["epochs"]] == [True, True, False]
+    assert straight["selected"] == {**resumed["selected"], "checkpoint": straight["selected"]["checkpoint"],
+                                    "sha256": straight["selected"]["sha256"]}

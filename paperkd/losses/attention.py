@@ -55,7 +55,7 @@ def attention_transfer_loss(t_feat: torch.Tensor, s_feat: torch.Tensor, form: st
 
     form="code" (default): what [37]'s public code computes: a = channel mean of A^2, flattened per image,
     L2-normalised per image (F.normalize), loss = mean over batch and positions of (a_s - a_t)^2. [37]'s code
-    weights this form by beta = 1000 (summed over its taps); at the paper's lambda = 1 it is a near no-op.
+    weights this form by beta = 1000 (summed over its taps), not by the paper's lambda = 1 (paper.md).
     form="eq2": the paper's eq. 2 literally: G = gam(A, p=2), flattened and L2-normalised per image, loss =
     || G_t/||G_t|| - G_s/||G_s|| ||_2 per image (a norm, not its square), averaged over the batch.
     form="authors": what the authors' own attention transfer computed (AICSD history, 2022-08; paper.md), the
