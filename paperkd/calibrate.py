@@ -21,12 +21,12 @@ import torch
 from tqdm import tqdm
 
 from paperkd.atomic import atomic_open
-from paperkd.checkpoint import load_checkpoint
 from paperkd.config import RECIPES, resolve
 from paperkd.distill import segmentation_loss
 from paperkd.errors import ConfigError
 from paperkd.models import deeplabv3plus
-from paperkd.records import RECORD_NAME, read_record, run_environment
+from paperkd.provenance import teacher_identity
+from paperkd.records import run_environment
 from paperkd.step import build_step, load_teacher
 from paperkd.train import Distributed, build_datasets, pick_device, training_loader
 
@@ -37,19 +37,6 @@ def _flat_grad(value: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
     """d value / d params as one float64 vector (a float32 norm over ~1e7 entries is off by ~0.1 %)."""
     grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
     return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten().double() for g, p in zip(grads, params)])
-
-
-def teacher_summary(checkpoint: str | Path) -> dict[str, Any]:
-    """What the calibration's teacher is: its path, backbone, epochs and recipe, and its record's mIoU if beside it."""
-    state = load_checkpoint(checkpoint)
-    cfg = state["config"]
-    summary = {"checkpoint": str(checkpoint), "backbone": cfg.get("backbone"), "epochs": cfg.get("epochs"),
-               "recipe": cfg.get("recipe", "pre-recipe"), "seed": cfg.get("seed"), "miou": None}
-    record = Path(checkpoint).parent / RECORD_NAME
-    if record.is_file():
-        rec = read_record(record)  # an unreadable one: one line naming it
-        summary["miou"] = (rec.get("selected") or rec["final"] or {}).get("miou")
-    return summary
 
 
 def calibrate_one(preset: str, recipe: str, teacher: str, batches: int, on: torch.device,
@@ -115,7 +102,7 @@ def calibrate(presets: Sequence[str] = DEFAULT_PRESETS, *, teacher: str | Path, 
     if batches < 1:
         raise ConfigError(f"batches must be >= 1, got {batches}")
     dev = pick_device(device, Distributed())
-    summary = teacher_summary(teacher)  # also checks that the file is a readable checkpoint
+    summary = teacher_identity(teacher)  # also checks that the file is a readable checkpoint
     settings = {"scale": scale, "dataset": dataset, "data_root": data_root, "seed": seed, "device": str(dev),
                 "workers": 0}
     rows = []
@@ -136,7 +123,8 @@ def format_calibration(result: dict[str, Any]) -> str:
     """A plain-text table of `calibrate`'s rows."""
     t = result["teacher"]
     miou = f", mIoU {100 * t['miou']:.2f}" if t["miou"] is not None else ""
-    lines = [f"teacher {t['checkpoint']} ({t['backbone']}, {t['epochs']} epochs, recipe {t['recipe']}{miou}); "
+    lines = [f"teacher {t['checkpoint']} ({t['backbone']}, {t['epochs']} epochs, recipe {t['recipe']}{miou}, "
+             f"sha256 {t['sha256'][:12]}); "
              f"{result['batches']} batches at scale {result['scale']}, student at initialisation",
              f"{'recipe':<8}{'preset':<18}{'term':<6}{'weight':>8}{'w*term/CE':>11}{'|grad|/|CE grad|':>18}"
              f"{'cosine':>8}  reading"]
@@ -146,4 +134,4 @@ def format_calibration(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DEFAULT_PRESETS", "calibrate", "calibrate_one", "format_calibration", "teacher_summary"]
+__all__ = ["DEFAULT_PRESETS", "calibrate", "calibrate_one", "format_calibration"]

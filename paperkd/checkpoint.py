@@ -56,7 +56,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as err:
-        detail = str(err).splitlines()[0] if str(err) else "no detail"
+        # torch's first sentence only: its advice (e.g. weights_only=False) is not for a broken file
+        detail = (str(err).splitlines() or ["no detail"])[0].split(". ")[0][:120]
         raise PaperkdError(f"{path} is not a readable paperkd checkpoint, truncated or not one at all "
                            f"({type(err).__name__}: {detail})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
