@@ -436,9 +436,9 @@ def standin_info(root: str | Path) -> dict | None:
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise DataError(f"{path} is not readable stand-in metadata ({type(err).__name__}: {err}); "
                                 "rebuild the stand-in with `paperkd make-standin ... --overwrite`") from None
-            if not isinstance(info, dict) or "generator" not in info:
-                raise DataError(f"{path} is not stand-in metadata (no 'generator' entry); rebuild the stand-in "
-                                "with `paperkd make-standin ... --overwrite`")
+            if not isinstance(info, dict):
+                raise DataError(f"{path} is not stand-in metadata (a JSON {type(info).__name__}, not an object); "
+                                "rebuild the stand-in with `paperkd make-standin ... --overwrite`")
             return info
     return None
 
