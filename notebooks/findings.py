@@ -93,8 +93,11 @@ display(Markdown("\n\n".join(report.teacher_margin_markdown(label, runs) for lab
 # %% [markdown]
 # ## Did it? Every row against its plain student
 #
-# mIoU in % (final epoch; mean ± sample std over the seeds, n = number of seeds). Vs plain student: the row's mean
-# minus that of the student of its backbone without distillation (the teacher: minus the plain ResNet-18), then the
+# mIoU in % (the epoch each run's recipe reports, named in the column: the best validation epoch under `authors`, as
+# the authors' trainer reports it, the last under `paper` and in the pre-recipe campaigns; mean ± sample std over the
+# seeds, n = number of seeds; ⚠ marks a cell whose runs distilled from another teacher than the column's).
+# Vs plain student: the row's mean minus that of the student of its backbone without distillation (the teacher:
+# minus the plain ResNet-18), then the
 # verdict of the rule above, with p where the seeds lie apart.
 
 # %%

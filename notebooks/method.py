@@ -274,7 +274,8 @@ if result is not None:
     miou = f", mIoU {100 * t['miou']:.2f} %" if t["miou"] is not None else ""
     display(Markdown(
         f"From `{path}`: teacher `{t['checkpoint']}` ({t['backbone']}, {t['epochs']} epochs, recipe {t['recipe']}"
-        f"{miou}, sha256 `{t.get('sha256', '?')[:12]}`), {result['batches']} training batches at scale `{result['scale']}` of "
+        f"{miou}, sha256 `{t.get('sha256', '?')[:12]}`), {result['batches']} training batches at scale "
+        f"`{result['scale']}` of "
         f"{result['dataset']} data (a stand-in is **not** VOC), {result['environment']['device']}, "
         f"commit {result['environment']['git_commit']}."))
     weights = pd.DataFrame(result["rows"])

@@ -86,8 +86,11 @@ display(Markdown("\n\n".join(separation.separation_markdown(label, rows.drop(ind
 # %% [markdown]
 # ## The table
 #
-# mIoU in % (final epoch; mean ± sample std over the seeds, n = number of seeds). Gap = ours minus the paper's, in
-# percentage points. Vs plain student: the row's mean minus that of the student of its backbone without distillation
+# mIoU in % (the epoch each run's recipe reports, named in the column: the best validation epoch under `authors`, as
+# the authors' trainer reports it, the last under `paper` and in the pre-recipe campaigns; mean ± sample std over the
+# seeds, n = number of seeds; ⚠ marks a cell whose runs distilled from another teacher than the column's).
+# Gap = ours minus the paper's, in percentage points. Vs plain student: the row's mean minus that of the student of
+# its backbone without distillation
 # (the teacher: minus the plain ResNet-18), and whether their seeds lie apart (p as above). The parameter counts of
 # every trained model, read from the records, are checked against the paper's below the table.
 

@@ -86,8 +86,11 @@ display(Markdown("\n\n".join(separation.separation_markdown(label, rows.drop(ind
 # %% [markdown]
 # ## The table
 #
-# mIoU in % (final epoch; mean ± sample std over the seeds, n = number of seeds); gap = ours minus the paper's, in
-# percentage points. Time: mean training iteration in ms (the trainer leaves out the first iterations of a run);
+# mIoU in % (the epoch each run's recipe reports, named in the column: the best validation epoch under `authors`, as
+# the authors' trainer reports it, the last under `paper` and in the pre-recipe campaigns; mean ± sample std over the
+# seeds, n = number of seeds; ⚠ marks a cell whose runs distilled from another teacher than the column's);
+# gap = ours minus the paper's, in percentage points. Time: mean training iteration in ms (the trainer leaves out
+# the first iterations of a run);
 # ratio: the row's time over the time of the student without distillation, from the same source. Vs plain student:
 # the row's mean minus that of the ResNet-18 without distillation, and whether their seeds lie apart (p as above).
 

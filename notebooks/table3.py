@@ -68,8 +68,11 @@ display(Markdown(report.provenance_markdown(sources, missing)))
 # %% [markdown]
 # ## The table
 #
-# mIoU in % (final epoch; mean ± sample std over the seeds, n = number of seeds); gap = ours minus the paper's, in
-# percentage points. Time: mean training iteration in ms. Ratio: the row's time over the time of the same loss at
+# mIoU in % (the epoch each run's recipe reports, named in the column: the best validation epoch under `authors`, as
+# the authors' trainer reports it, the last under `paper` and in the pre-recipe campaigns; mean ± sample std over the
+# seeds, n = number of seeds; ⚠ marks a cell whose runs distilled from another teacher than the column's);
+# gap = ours minus the paper's, in percentage points. Time: mean training iteration in ms. Ratio: the row's time
+# over the time of the same loss at
 # the other position (MIDDLE over END for each loss), from the same source. Vs other position: the row's mean minus
 # that of the same loss at the other position, and whether their seeds lie apart (every seed of one above every seed
 # of the other; with 3 seeds each and no real difference that happens by chance with p = 0.1, an exact permutation
