@@ -30,7 +30,7 @@ recipe = "authors"  # authors | paper: the training recipe of the runs this page
 seeds = [0]
 epochs = None  # None: the scale's
 device = "cpu"
-results = "runs/book"  # the runs this page trains (if missing) and reads
+results = "runs/book"  # the run records this page reads (`paperkd book` or `paperkd campaign` trains them)
 reuse = True
 campaign = "results/cpu-standin-voclabels-teacher48"  # the CPU campaign's records (a figure if it has checkpoints)
 
@@ -53,9 +53,7 @@ N_IMAGES = 4
 COLUMNS = {"teacher": "teacher (ResNet-101)", "r18-none": "student (ResNet-18)",
            "r18-both": "student + pixel + pair"}
 seed = seeds[0]
-ours, diverged = report.ensure_rows(list(COLUMNS), [seed], scale=scale, dataset=dataset, data_root=data_root,
-                                    results=results, device=device, epochs=epochs, reuse=reuse, progress=False,
-                                    recipe=recipe)
+ours, diverged = report.read_rows(list(COLUMNS), [seed], results)  # records only; `paperkd book` trained them
 campaign_runs = load_records(campaign) if Path(campaign).is_dir() else pd.DataFrame()
 print(f"{len(ours)} runs from {results}; {len(campaign_runs)} campaign runs from {campaign}")
 

@@ -41,7 +41,7 @@ recipe = "authors"  # authors | paper: the training recipe of the runs this page
 seeds = [0]
 epochs = None  # None: the scale's
 device = "cpu"
-results = "runs/book"  # the runs this page trains (if missing) and reads
+results = "runs/book"  # the run records this page reads (`paperkd book` or `paperkd campaign` trains them)
 reuse = True
 # committed campaign records, each folder its own column: the CPU campaign (teacher 48 epochs, the `cpu` scale's),
 # the first CPU campaign (teacher 24 epochs, too few to pull ahead of the students), the GPU (H100) campaign, and the
@@ -60,9 +60,8 @@ from paperkd.paper_results import paper_table
 
 ROWS = list(dict.fromkeys(p for table in ("table1", "table2", "table3") for p in TABLE_ROWS[table]))
 REFERENCES = separation.plain_references(ROWS)
-sources, missing = report.table_sources(ROWS, seeds, campaigns=campaigns, scale=scale, dataset=dataset,
-                                       data_root=data_root, results=results, device=device, epochs=epochs,
-                                       reuse=reuse, recipe=recipe)
+sources, missing = report.table_sources(ROWS, seeds, campaigns=campaigns, results=results, dataset=dataset,
+                                       scale=scale, recipe=recipe)  # reads records only; `paperkd book` trained ours
 summaries = {label: report.summarise(runs, ROWS, diverged=failed, teacher=report.expected_teacher(folder, runs))
              for label, (runs, folder, failed) in sources.items()}
 versus = {label: separation.versus(runs, REFERENCES, diverged=failed) for label, (runs, _, failed) in sources.items()}

@@ -54,7 +54,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from paperkd.bench import format_table, read_bench_file
+from paperkd.bench_files import format_table, read_bench_file
 from paperkd.records import RecordError, read_json
 
 import paperkd

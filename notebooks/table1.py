@@ -20,8 +20,9 @@
 # ResNet-18 and MobileNet-V2 students trained without distillation, with the pixel-wise loss (eq. 5, $\alpha = 100$),
 # the pair-wise loss (eq. 8, $\beta = 1$) or both (eq. 9), next to the same rows trained by `paperkd`.
 #
-# Every number in the "ours" columns is read from the run records on disk; the page trains the runs that are
-# missing first. The data and scale of each column are named in its header and described in full above the table:
+# Every number in the "ours" columns is read from the run records on disk (trained beforehand by `paperkd book`'s
+# first step, or by `paperkd campaign`; executing this page trains nothing). The data and scale of each column are
+# named in its header and described in full above the table:
 # numbers from a stand-in data set are **not** VOC numbers, and at small scale the gap to the paper says nothing
 # about the method, only the comparison between rows of one column does (and only as far as the spread over seeds
 # allows).
@@ -34,7 +35,7 @@ recipe = "authors"  # authors | paper: the training recipe of the runs this page
 seeds = [0]
 epochs = None  # None: the scale's
 device = "cpu"
-results = "runs/book"  # the runs this page trains (if missing) and reads
+results = "runs/book"  # the run records this page reads (`paperkd book` or `paperkd campaign` trains them)
 reuse = True
 # committed campaign records, each folder its own column: the CPU campaign (teacher 48 epochs, the `cpu` scale's),
 # the first CPU campaign (teacher 24 epochs, too few to pull ahead of the students), the GPU (H100) campaign, and the
@@ -53,9 +54,8 @@ from paperkd.paper_results import paper_table
 
 ROWS = TABLE_ROWS["table1"]
 paper = paper_table("table1")
-sources, missing = report.table_sources(ROWS, seeds, campaigns=campaigns, scale=scale, dataset=dataset,
-                                       data_root=data_root, results=results, device=device, epochs=epochs,
-                                       reuse=reuse, recipe=recipe)
+sources, missing = report.table_sources(ROWS, seeds, campaigns=campaigns, results=results, dataset=dataset,
+                                       scale=scale, recipe=recipe)  # reads records only; `paperkd book` trained ours
 summaries = {label: report.summarise(runs, ROWS, diverged=failed, teacher=report.expected_teacher(folder, runs))
              for label, (runs, folder, failed) in sources.items()}
 print("; ".join(f"{label}: {len(runs)} runs" for label, (runs, _, _) in sources.items()))

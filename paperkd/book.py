@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from paperkd.config import DATASETS, DEFAULT_RECIPE, RECIPES, SCALES
+from paperkd.config import DATASETS, DEFAULT_RECIPE, RECIPES, SCALES, TABLE_ROWS
 from paperkd.errors import ConfigError, PaperkdError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,10 @@ def build_book(scale: str = "smoke", data_root: str | Path | None = None, datase
                results: str | Path = "runs/book", device: str = "cpu", seeds: Iterable[int] | None = None,
                reuse: bool = True, notebooks: Iterable[str] | None = None, build: bool = True,
                progress: bool = True, epochs: int | None = None, recipe: str | None = None) -> Path:
-    """Execute the notebooks into book/executed/ and build the book into _build/html; return its index.html.
+    """Train the runs the pages need, then execute the notebooks into book/executed/ and build the book into
+    _build/html; return its index.html. Two steps: running (`paperkd.campaign.ensure_runs` for every row of Tables 1-3
+    at the given scale, seeds and recipe, into `results`) and reading (the notebooks only read records, benchmark
+    and calibration files; executing one trains nothing).
 
     Every notebook gets the same parameters (its cell tagged `parameters` declares the defaults):
 
@@ -57,7 +60,7 @@ def build_book(scale: str = "smoke", data_root: str | Path | None = None, datase
       `paperkd.data.make_standin`). None with dataset="standin" uses the embedded default stand-in
       (`paperkd.data.default_standin`, built on first use).
     - dataset: "standin" (synthetic images rendered from label maps; never reported as VOC results) or "voc".
-    - results: folder of the run records the notebooks train into and read from (relative to the current directory).
+    - results: folder of the run records step 1 trains into and the notebooks read (relative to the current directory).
     - device: torch device of the runs, e.g. "cpu", "cuda", "cuda:1".
     - seeds: seeds to train and average over; None keeps each notebook's default for its scale.
     - reuse: reuse finished runs already recorded under `results` instead of training them again.
@@ -75,11 +78,31 @@ def build_book(scale: str = "smoke", data_root: str | Path | None = None, datase
                                      device=device, seeds=seeds, reuse=reuse, epochs=epochs, recipe=recipe)
     names = _select(notebooks)
     check_kernel()
+    if set(names) & set(READING_PAGES):
+        train_book_runs(parameters, progress=progress)  # step 1: run; the notebooks then only read
     for name in names:
         execute_notebook(name, parameters, progress=progress)
     if not build:
         return HTML_INDEX
     return build_html(progress=progress)
+
+
+# The pages that read run records, and the rows the book trains for them (every row of Tables 1-3; Figure 2's
+# columns are among them) before executing any notebook.
+READING_PAGES = ("table1", "table2", "table3", "findings", "figure2")
+BOOK_ROWS = tuple(dict.fromkeys(p for rows in TABLE_ROWS.values() for p in rows))
+DEFAULT_SEEDS = [0]  # the notebooks' own default (`seeds` in their parameters cell)
+
+
+def train_book_runs(parameters: dict[str, Any], progress: bool = True) -> None:
+    """Step 1 of a book build: `paperkd campaign` for every row the pages read, at the build's scale, seeds and
+    recipe, into its results folder (finished runs are reused unless reuse=False)."""
+    from paperkd.campaign import ensure_runs
+
+    ensure_runs(list(BOOK_ROWS), parameters.get("seeds", DEFAULT_SEEDS), scale=parameters["scale"],
+                dataset=parameters["dataset"], data_root=parameters["data_root"], results=parameters["results"],
+                device=parameters["device"], epochs=parameters.get("epochs"), reuse=parameters["reuse"],
+                recipe=parameters["recipe"], progress=progress)
 
 
 def notebook_parameters(scale: str = "smoke", data_root: str | Path | None = None, dataset: str = "standin",

@@ -28,9 +28,9 @@ from paperkd.atomic import atomic_open
 from paperkd.checkpoint import selected_checkpoint
 from paperkd.config import PRESETS, Config, resolve
 from paperkd.errors import PaperkdError
-from paperkd.records import PRE_RECIPE, RecordError, find_record, load_records, read_json, read_record
+from paperkd.records import (DIVERGED_NAME, PRE_RECIPE, RecordError, diverged_runs, find_record, load_records,
+                             read_record)
 
-DIVERGED_NAME = "diverged.json"
 LOCK_NAME = ".lock"  # held while a process trains the run (campaign.run_lock)
 
 
@@ -174,16 +174,3 @@ def check_reading(cfg: Config, record_path: Path | None) -> None:
     if differ:
         raise PaperkdError(f"{record_path} was trained with {', '.join(differ)}; keep each reading in its own results "
                            "folder (--results), or delete that run to retrain it")
-
-
-def diverged_runs(results: str | Path) -> dict[str, str]:
-    """{run name: the trainer's message} of the runs under `results` that stopped on a NaN or infinite loss. An
-    unreadable marker is named in a warning and ignored (its run counts as not tried)."""
-    found = {}
-    for path in sorted(Path(results).glob(f"*/{DIVERGED_NAME}")):
-        try:
-            marker = read_json(path, "divergence marker")
-            found[path.parent.name] = marker["message"]
-        except (RecordError, KeyError, TypeError):
-            warnings.warn(f"skipped {path}: not a readable divergence marker", stacklevel=2)
-    return found

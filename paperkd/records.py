@@ -23,6 +23,7 @@ from paperkd.errors import PaperkdError
 
 SCHEMA = 1
 RECORD_NAME = "record.json"
+DIVERGED_NAME = "diverged.json"  # left by a run whose loss became NaN or infinite (instead of a record)
 PRE_RECIPE = "pre-recipe"  # the recipe name of a record written before `Config.recipe` existed
 REQUIRED_KEYS = ("schema", "run_name", "preset", "seed", "config", "environment", "epochs", "final", "best_miou",
                  "timing_ms", "params", "wall_s")
@@ -188,3 +189,16 @@ def load_records(folder: str | os.PathLike) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=None if rows else columns)
     df.attrs["skipped"] = skipped
     return df
+
+
+def diverged_runs(results: str | Path) -> dict[str, str]:
+    """{run name: the trainer's message} of the runs under `results` that stopped on a NaN or infinite loss. An
+    unreadable marker is named in a warning and ignored (its run counts as not tried)."""
+    found = {}
+    for path in sorted(Path(results).glob(f"*/{DIVERGED_NAME}")):
+        try:
+            marker = read_json(path, "divergence marker")
+            found[path.parent.name] = marker["message"]
+        except (RecordError, KeyError, TypeError):
+            warnings.warn(f"skipped {path}: not a readable divergence marker", stacklevel=2)
+    return found

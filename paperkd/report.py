@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 
 from paperkd import separation
-from paperkd.campaign import diverged_runs, ensure_runs
 from paperkd.checkpoint import CHECKPOINT_NAME  # beside record.json in every run folder
 from paperkd.config import PRE_RECIPE_FIELDS
 from paperkd.data.standin import standin_info
-from paperkd.records import PRE_RECIPE, RECORD_NAME, RecordError, load_records, read_record, unreadable_records
-from paperkd.step import TIMED_PARTS as TIME_PARTS  # the parts of an iteration the trainer times, in order
+from paperkd.records import (PRE_RECIPE, RECORD_NAME, RecordError, diverged_runs, load_records, read_record,
+                             unreadable_records)
+from paperkd.vocabulary import TIMED_PARTS as TIME_PARTS  # the parts of an iteration the trainer times, in order
 
 TIME_PART_LABELS = {"data": "data", "teacher_forward": "teacher forward", "student_forward": "student forward",
                     "losses": "losses", "backward_step": "backward + step"}
@@ -38,25 +38,26 @@ DIVERGED = "diverged"
 
 # -- runs -------------------------------------------------------------------------------------------------------------
 
-def ensure_rows(presets: Iterable[str], seeds: Iterable[int], *, reuse: bool = True,
-                **settings: Any) -> tuple[pd.DataFrame, dict[str, str]]:
-    """`paperkd.campaign.ensure_runs` for a table's rows, plus {run name: message} of its runs that diverged, so that a
-    page shows a diverged row as such instead of failing whole."""
+def read_rows(presets: Iterable[str], seeds: Iterable[int], results: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The finished runs of `presets` x `seeds` recorded under `results`, and {run name: message} of those that
+    diverged, so that a page shows a diverged row as such. Reads only: the runs are trained beforehand by
+    `paperkd campaign` (which `paperkd book` calls first)."""
     presets, seeds = list(presets), list(seeds)
-    runs = ensure_runs(presets, seeds, reuse=reuse, **settings)
+    runs = load_records(results) if Path(results).is_dir() else pd.DataFrame()
     wanted = {f"{p}-s{seed}" for p in presets for seed in seeds}
-    diverged = {name: msg for name, msg in diverged_runs(settings["results"]).items() if name in wanted}
+    diverged = {name: msg for name, msg in diverged_runs(results).items() if name in wanted} \
+        if Path(results).is_dir() else {}
     if len(runs):
         runs = runs[runs["preset"].isin(presets) & runs["seed"].isin(seeds)].reset_index(drop=True)
     return runs, diverged
 
 
 def table_runs(presets: Iterable[str], seeds: Iterable[int], *, campaigns: Iterable[str | Path] = (),
-               reuse: bool = True, **settings: Any) -> tuple[pd.DataFrame, dict[str, str], dict[str, pd.DataFrame]]:
-    """What a table page shows: its own runs (trained if missing, see `ensure_rows`), their divergences, and for each
-    committed campaign folder its records of the same rows ({folder: runs}; a missing folder gives no runs)."""
+               results: str | Path) -> tuple[pd.DataFrame, dict[str, str], dict[str, pd.DataFrame]]:
+    """What a table page shows: its own runs (`read_rows`), their divergences, and for each committed campaign
+    folder its records of the same rows ({folder: runs}; a missing folder gives no runs)."""
     presets = list(presets)
-    ours, diverged = ensure_rows(presets, seeds, reuse=reuse, progress=False, **settings)
+    ours, diverged = read_rows(presets, seeds, results)
     found = {}
     for folder in campaigns:
         runs = load_records(folder) if Path(folder).is_dir() else pd.DataFrame()
@@ -65,13 +66,14 @@ def table_runs(presets: Iterable[str], seeds: Iterable[int], *, campaigns: Itera
 
 
 def table_sources(presets: Iterable[str], seeds: Iterable[int], *, campaigns: Iterable[str | Path], results: str,
-                  dataset: str, scale: str, **settings: Any) -> tuple[dict[str, tuple], list[str]]:
+                  dataset: str, scale: str, recipe: str | None = None) -> tuple[dict[str, tuple], list[str]]:
     """A table page's columns: `table_runs` labelled by `label_sources`, and the campaign folders that hold no record
-    of the page's rows (for `provenance_markdown`)."""
+    of the page's rows (for `provenance_markdown`). `dataset`, `scale` and `recipe` name our column when it has no
+    run yet."""
     presets = list(presets)
-    ours, diverged, found = table_runs(presets, seeds, campaigns=campaigns, results=results, dataset=dataset,
-                                       scale=scale, **settings)
-    sources = label_sources(ours, results, diverged, found, asked_for=(dataset, scale), presets=presets)
+    ours, diverged, found = table_runs(presets, seeds, campaigns=campaigns, results=results)
+    sources = label_sources(ours, results, diverged, found, asked_for=(dataset, scale), presets=presets,
+                            recipe=recipe)
     return sources, [folder for folder, runs in found.items() if not len(runs)]
 
 
@@ -84,7 +86,7 @@ def provenance_markdown(sources: Mapping[str, tuple], missing: Iterable[str | Pa
 
 def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str, str],
                   campaigns: Mapping[str, pd.DataFrame], asked_for: tuple[str, str],
-                  presets: Iterable[str] | None = None) -> dict[str, tuple]:
+                  presets: Iterable[str] | None = None, recipe: str | None = None) -> dict[str, tuple]:
     """{column label: (runs, folder, diverged)}: our runs, then each campaign folder that holds records of the rows.
 
     Labels name the data and scale (`data_label`, never calling a stand-in VOC) and the recipe (`recipe_label`); a
@@ -95,7 +97,8 @@ def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str
     dataset, scale = asked_for
     rows = None if presets is None else set(presets)
     default = f"{'VOC' if dataset == 'voc' else 'stand-in'}, {scale}"
-    ours_parts = [data_label(ours, default=default), recipe_label(ours) if len(ours) else ""]
+    ours_parts = [data_label(ours, default=default),
+                  recipe_label(ours) if len(ours) else (f"recipe {recipe}" if recipe else "")]
     sources = {f"ours ({', '.join(p for p in ours_parts if p)})": (ours, results, dict(diverged))}
     for folder, runs in campaigns.items():
         if len(runs):
@@ -608,7 +611,7 @@ def plot_prediction_grid(rows: list[Mapping[str, np.ndarray]], title: str = "") 
 
 
 __all__ = ["DIVERGED", "NOT_RUN", "TIME_PARTS", "TIME_PART_LABELS", "checkpoint_path", "compare_with_paper",
-           "data_label", "describe_data", "device_label", "ensure_rows", "epoch_history", "label_sources",
+           "data_label", "describe_data", "device_label", "epoch_history", "read_rows", "label_sources",
            "mean_std_text", "no_campaign_markdown", "plot_miou_bars", "plot_prediction_grid", "plot_seed_scores",
            "plot_time_breakdown", "plot_training_curves", "provenance_markdown", "recipe_label", "sources_markdown",
            "summarise", "table_runs", "table_sources", "teacher_margin_markdown", "time_breakdown", "time_ratio"]

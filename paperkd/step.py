@@ -26,8 +26,8 @@ from paperkd.config import Config, from_dict
 from paperkd.distill import Distillation, segmentation_loss
 from paperkd.errors import ConfigError, PaperkdError
 from paperkd.models import deeplabv3plus, tap, without_aspp_dropout
+from paperkd.vocabulary import TIMED_PARTS
 
-TIMED_PARTS = ("data", "teacher_forward", "student_forward", "losses", "backward_step")
 WARMUP_ITERATIONS = 3  # left out of the timing means: first iterations pay for allocation and lazy initialisation
 AMP_TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -53,7 +53,7 @@ def broken_checkpoints(good: Path, folder: Path) -> dict[str, Path]:
     }
     made["empty"].write_bytes(b"")
     made["truncated"].write_bytes(data[: len(data) // 2])
-    made["garbage"].write_bytes(os.urandom(4096))
+    made["garbage"].write_bytes(b"\x89 not a checkpoint \x00" * 200)  # fixed bytes: never by chance JSON-like
     made["json"].write_text(json.dumps({"schema": 1, "run_name": "x"}))
     torch.save({"conv1.weight": torch.zeros(1)}, made["state dict"])
     state = load_checkpoint(good)

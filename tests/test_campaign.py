@@ -66,7 +66,8 @@ def test_a_diverged_run_is_marked_skipped_and_reported(tmp_path, monkeypatch):
     assert list(diverged_runs(tmp_path)) == ["r18-pixel-s0"] and "nan" in diverged_runs(tmp_path)["r18-pixel-s0"]
 
     calls.clear()
-    _, diverged = report.ensure_rows(["r18-pixel"], [0], **settings)
+    ensure_runs(["r18-pixel"], [0], **settings)
+    _, diverged = report.read_rows(["r18-pixel"], [0], tmp_path)
     assert "r18-pixel-s0" not in calls and list(diverged) == ["r18-pixel-s0"]  # reuse: skipped, still reported
     ensure_runs(["r18-pixel"], [0], reuse=False, **settings)
     assert "r18-pixel-s0" in calls  # no reuse: tried again

@@ -230,12 +230,15 @@ def test_table_sources_reads_finished_runs_and_names_empty_campaigns(tmp_path):
         make_record(ours, preset, 0, 0.5)
     make_record(cpu, "r18-pixel", 0, 0.2, scale="cpu")
     sources, missing = report.table_sources(TABLE_ROWS["table3"], [0], campaigns=[cpu, tmp_path / "gone"],
-                                            results=str(ours), dataset="standin", scale="smoke", device="cpu")
+                                            results=str(ours), dataset="standin", scale="smoke")
     ours_label = "ours (stand-in, smoke, recipe authors)"
     assert list(sources) == [ours_label, "campaign (stand-in, cpu, CPU, recipe authors)"]  # nothing was trained
     assert len(sources[ours_label][0]) == 4 and missing == [str(tmp_path / "gone")]
     text = report.provenance_markdown(sources, missing)
     assert str(ours) in text and str(cpu) in text and "**No campaign records** in `" + str(tmp_path / "gone") in text
+    empty, _ = report.table_sources(["r18-none"], [0], campaigns=[], results=str(tmp_path / "none"),
+                                    dataset="standin", scale="smoke", recipe="paper")
+    assert list(empty) == ["ours (stand-in, smoke, recipe paper)"] and not (tmp_path / "none").exists()  # read only
 
 
 def test_teacher_margin_says_when_a_column_cannot_show_a_gain(tmp_path):
