@@ -151,7 +151,7 @@ def device_label(df: pd.DataFrame) -> str:
 def recipe_label(df: pd.DataFrame) -> str:
     """The recipe of the runs, e.g. 'recipe authors', with what was overridden on purpose ('recipe paper, pixel-wise
     reading paper-mean'); records from before the recipes are named for what they ran, never relabelled as either
-    recipe ('pre-recipe readings: authors' pixel-wise, paper's pair-wise'). Several recipes are joined by ' + '."""
+    recipe ('pre-recipe (mixed readings)', explained by `sources_markdown`). Several recipes are joined by ' + '."""
     parts = []
     for recipe, runs in df.groupby(df.get("recipe", pd.Series([PRE_RECIPE] * len(df), index=df.index)), sort=False):
         name = PRE_RECIPE_TEXT if recipe == PRE_RECIPE else f"recipe {recipe}"
@@ -167,7 +167,11 @@ def recipe_label(df: pd.DataFrame) -> str:
     return " + ".join(parts)
 
 
-PRE_RECIPE_TEXT = "pre-recipe readings: authors' pixel-wise, paper's pair-wise"
+PRE_RECIPE_TEXT = "pre-recipe (mixed readings)"
+PRE_RECIPE_NOTE = ("**Pre-recipe (mixed readings)**: trained before the recipes existed, with the authors' pixel-wise "
+                   "reading and the paper's channel-node pair-wise reading, attention transfer in [37]'s code form at "
+                   "lambda = 1 on one tap, the plain CE mean, no warm-up, the ASPP dropout, an eval-mode teacher, the "
+                   "paper's transforms and the last epoch: neither recipe (see Paper vs. code).")
 
 
 # -- tables -----------------------------------------------------------------------------------------------------------
@@ -406,6 +410,8 @@ def sources_markdown(label: str, runs: pd.DataFrame, folder: str | Path,
     that distilled from another teacher than the folder's (`expected_teacher`), and every record file of the folder
     that could not be read (skipped, named with what is wrong)."""
     text = f"**{label}**, run records in `{folder}`:\n\n{describe_data(runs)}"
+    if len(runs) and "recipe" in runs and (runs["recipe"] == PRE_RECIPE).any():
+        text += "\n\n" + PRE_RECIPE_NOTE
     if diverged:
         text += "\n\nRuns that **diverged** (no record; shown as 'diverged' in the tables):\n\n" + "\n".join(
             f"- `{name}`: {message.removeprefix(f'{name}: ')}" for name, message in diverged.items())
