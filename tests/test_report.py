@@ -204,8 +204,8 @@ def test_records_from_before_the_recipes_are_labelled_for_what_they_ran(tmp_path
                 config={"pixel": 100.0, "pixel_variant": "paper-mean"})
     label = report.recipe_label(load_records(old))
     assert label == "pre-recipe (mixed readings), pixel-wise reading paper-mean"
-    assert "authors' pixel-wise reading and the paper's channel-node" in report.sources_markdown(label, load_records(old),
-                                                                                                   old)
+    text = report.sources_markdown(label, load_records(old), old)
+    assert "authors' pixel-wise reading and the paper's channel-node" in text
     assert "recipe authors" not in label and "recipe paper" not in label
 
 
