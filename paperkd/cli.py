@@ -120,8 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     record = train(_config_from_args(args), resume=args.resume, progress=not args.quiet)
     if record["selected"]:
         chosen = record["selected"]
-        print(f"{record['run_name']} ({record['recipe']} recipe): mIoU {chosen['miou']:.4f} ({chosen['rule']} epoch, "
-              f"{chosen['epoch']}; last epoch {record['final']['miou']:.4f}); weights: {chosen['checkpoint']}; "
+        print(f"{record['run_name']} ({record['recipe']} recipe): mIoU {chosen['miou']:.4f} at epoch {chosen['epoch']} "
+              f"({chosen['rule']}; the last epoch's {record['final']['miou']:.4f}); weights: {chosen['checkpoint']}; "
               f"record: {Path(record['checkpoint']).with_name('record.json')}")
     return 0
 
