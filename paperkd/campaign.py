@@ -68,8 +68,6 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
                 teacher_epochs: int | None = None, **overrides: Any) -> pd.DataFrame:
     """Train every (preset, seed) whose record is missing from `results`; return the records of those runs.
     `epochs` overrides the scale's epochs of every run, `teacher_epochs` then those of the teacher alone."""
-    from paperkd.train import TrainingDiverged, train
-
     settings = {"scale": scale, "dataset": dataset, "data_root": data_root, "out": results, "device": device,
                 "epochs": epochs, **overrides}
     configs = plan(presets, seeds, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs, **settings)
@@ -84,10 +82,10 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
     for cfg in tqdm(todo, desc=f"runs ({scale})", disable=not progress or not todo):
         # the students' teacher is waited for (they need it); any other busy run is left for later
         needed = students_teacher is not None and Path(students_teacher).parent.name == cfg.name
-        if not run_once(cfg, results, reuse, progress, train, TrainingDiverged, wait=needed):
+        if not run_once(cfg, results, reuse, progress, wait=needed):
             deferred.append(cfg)
     for cfg in deferred:
-        run_once(cfg, results, reuse, progress, train, TrainingDiverged, wait=True)
+        run_once(cfg, results, reuse, progress, wait=True)
     wanted = {c.name for c in configs}
     df = load_records(results)
     return df[df["run_name"].isin(wanted)].reset_index(drop=True) if len(df) else df
@@ -111,10 +109,11 @@ def run_lock(results: str | Path, run_name: str, wait: bool) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, train, diverged_error,
-             wait: bool) -> bool:
+def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait: bool) -> bool:
     """Train `cfg` under its run lock unless it finished meanwhile (another process); False if the lock is busy
     and `wait` is False. A divergence leaves `<run>/diverged.json`; a diverging teacher stops the campaign."""
+    from paperkd.train import TrainingDiverged, train  # here, so that reading records never imports the trainer
+
     if wait and progress:
         with run_lock(results, cfg.name, wait=False) as free:
             if not free:
@@ -134,7 +133,7 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, trai
         marker.unlink(missing_ok=True)
         try:
             train(cfg, resume=reuse, progress=progress)  # reuse: an interrupted run continues where it stopped
-        except diverged_error as err:
+        except TrainingDiverged as err:
             if cfg.preset == "teacher":
                 raise  # nothing can distil from it
             with atomic_open(marker, "w") as f:

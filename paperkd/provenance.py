@@ -17,7 +17,7 @@ from typing import Any
 
 from paperkd.checkpoint import load_checkpoint
 from paperkd.errors import PaperkdError
-from paperkd.records import RECORD_NAME, RecordError, read_record
+from paperkd.records import RECORD_NAME, RecordError, read_record, reported_metrics
 
 TEACHER_PRESET, TEACHER_BACKBONE = "teacher", "resnet101"
 
@@ -31,12 +31,13 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def teacher_identity(checkpoint: str | os.PathLike) -> dict[str, Any]:
+def teacher_identity(checkpoint: str | os.PathLike, state: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a (teacher) checkpoint is: path, sha256, backbone, preset, recipe, seed, epochs, the epoch its weights
     are from, and, from the record beside it when there is one, whether the run finished, its commit and reported
-    mIoU. A missing or unreadable checkpoint raises `PaperkdError` naming it."""
+    mIoU. A missing or unreadable checkpoint raises `PaperkdError` naming it. `state`: the checkpoint already
+    loaded, if the caller has it."""
     path = Path(checkpoint)
-    state = load_checkpoint(path)
+    state = load_checkpoint(path) if state is None else state
     cfg = state["config"]
     identity: dict[str, Any] = {
         "checkpoint": str(path), "sha256": sha256_of(path), "backbone": cfg.get("backbone"),
@@ -52,7 +53,7 @@ def teacher_identity(checkpoint: str | os.PathLike) -> dict[str, Any]:
             return identity  # the checkpoint still says what it is; the page names the unreadable record
         identity.update(finished=True, git_commit=record["environment"].get("git_commit"),
                         final_miou=(record["final"] or {}).get("miou"),
-                        miou=(record.get("selected") or record["final"] or {}).get("miou"))
+                        miou=reported_metrics(record).get("miou"))
     return identity
 
 

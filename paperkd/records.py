@@ -133,6 +133,11 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
     return record
 
 
+def reported_metrics(record: dict[str, Any]) -> dict[str, Any]:
+    """The metrics a record reports: its selected epoch's, else (records from before the selection) the last's."""
+    return record.get("selected") or record.get("final") or {}
+
+
 def unreadable_records(folder: str | os.PathLike) -> dict[str, str]:
     """{path: what is wrong} of every record.json under `folder` that `read_record` refuses."""
     bad = {}
@@ -175,7 +180,7 @@ def load_records(folder: str | os.PathLike) -> pd.DataFrame:
         row = {
             "run_name": rec["run_name"], "preset": rec["preset"], "backbone": cfg["backbone"], "seed": rec["seed"],
             "scale": cfg["scale"], "dataset": cfg["dataset"], "recipe": cfg.get("recipe", PRE_RECIPE),
-            "miou": (rec.get("selected") or rec["final"])["miou"], "final_miou": rec["final"]["miou"],
+            "miou": reported_metrics(rec)["miou"], "final_miou": rec["final"]["miou"],
             "best_miou": rec["best_miou"], "params": rec["params"]["total"], "time_ms": rec["timing_ms"].get("total"),
             "device": rec["environment"]["device"], "git_commit": rec["environment"]["git_commit"],
             "wall_s": rec["wall_s"], "teacher_sha256": (rec.get("teacher") or {}).get("sha256"),

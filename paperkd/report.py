@@ -180,8 +180,8 @@ def expected_teacher(folder: str | Path, runs: pd.DataFrame | None = None) -> st
     """The SHA-256 of the teacher a campaign folder's students are meant to distil from: the selected checkpoint's
     SHA-256 kept by the record of that teacher run in `folder` (the run the students' configs name, else
     `teacher-s0`); None where that record is missing, unreadable or predates the field."""
-    names = [Path(r["config"]["teacher"]).parent.name for r in (runs["record"] if runs is not None and len(runs)
-                                                                 else []) if r["config"].get("teacher")]
+    records = runs["record"] if runs is not None and len(runs) else []
+    names = [Path(r["config"]["teacher"]).parent.name for r in records if r["config"].get("teacher")]
     name = max(set(names), key=names.count) if names else "teacher-s0"
     path = Path(folder) / name / RECORD_NAME
     readable = _readable([path]) if path.is_file() else []
@@ -417,11 +417,13 @@ def sources_markdown(label: str, runs: pd.DataFrame, folder: str | Path,
             f"- `{name}`: {message.removeprefix(f'{name}: ')}" for name, message in diverged.items())
     expected = expected_teacher(folder, runs) if Path(folder).is_dir() else None
     students = runs[runs["teacher_sha256"].notna()] if "teacher_sha256" in runs and len(runs) else runs.iloc[:0]
-    other = students[students["teacher_sha256"] != expected] if expected else students.iloc[:0]
-    if len(other) or (expected is None and students["teacher_sha256"].nunique() > 1 if len(students) else False):
-        shown = other if len(other) else students
-        text += ("\n\nRuns that distilled from **another teacher** than this folder's `teacher-s0` (their cells are "
-                 "marked ⚠ in the tables):\n\n" + "\n".join(
+    if expected:  # the same judgement as `teacher_flag`, run by run
+        shown = students[students["teacher_sha256"] != expected]
+    else:
+        shown = students if students["teacher_sha256"].nunique() > 1 else students.iloc[:0]
+    if len(shown):
+        text += ("\n\nRuns that distilled from **another teacher** than this folder's students are meant to (their "
+                 "cells are marked ⚠ in the tables):\n\n" + "\n".join(
                      f"- `{r.run_name}`: teacher `{r.record['teacher']['checkpoint']}`, sha256 "
                      f"{r.teacher_sha256[:12]}" + (f" (expected {expected[:12]})" if expected else "")
                      for r in shown.itertuples()))

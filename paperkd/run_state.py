@@ -38,6 +38,11 @@ class Progress:
     started: str = ""
     wall_s: float = 0.0
 
+    @property
+    def final_metrics(self) -> dict[str, Any] | None:
+        """The metrics of the last epoch run (None before any)."""
+        return self.history[-1].get("metrics") if self.history else None
+
     def to_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "history": self.history, "best_miou": self.best_miou,
                 "best_epoch": self.best_epoch, "started": self.started, "wall_s": self.wall_s}
@@ -106,13 +111,12 @@ def repair_best(run_dir: Path, cfg: Config, progress: Progress, model: torch.nn.
 def selected_result(run_dir: Path, cfg: Config, progress: Progress) -> dict[str, Any] | None:
     """The epoch a run reports, as `record["selected"]`: rule, epoch, checkpoint, its SHA-256 and metrics. Under
     model_selection="best" they are read from best.pt itself; with no epoch scored (NaN mIoU) or "last", the last."""
-    final = progress.history[-1].get("metrics") if progress.history else None
     if cfg.model_selection == "best" and progress.best_epoch is not None:
         path = run_dir / BEST_NAME
         best = load_checkpoint(path, needs=("model", "epoch", "metrics"))
         rule, epoch, metrics = "best", best["epoch"], best["metrics"]
     else:
-        path, rule, epoch, metrics = run_dir / CHECKPOINT_NAME, "last", progress.epoch, final
+        path, rule, epoch, metrics = run_dir / CHECKPOINT_NAME, "last", progress.epoch, progress.final_metrics
     if metrics is None:
         return None
     return {"rule": rule, "epoch": epoch, "checkpoint": str(path), "sha256": sha256_of(path), **metrics}
@@ -125,11 +129,10 @@ def build_record(cfg: Config, progress: Progress, environment: dict[str, Any], d
     epoch's metrics (`final`) and the reported one's (`selected`, see `selected_result`), the identity of the
     teacher it distilled from (`paperkd.provenance.teacher_identity`), timing, parameters."""
     history = [{k: v for k, v in entry.items() if k != "metrics"} for entry in progress.history]
-    final = progress.history[-1].get("metrics") if progress.history else None
     return {
         "schema": 1, "run_name": cfg.name, "preset": cfg.preset, "seed": cfg.seed, "config": cfg.to_dict(),
         "recipe": cfg.recipe, "recipe_deviations": cfg.recipe_deviations(), "environment": environment,
-        "data": data, "epochs": history, "final": final, "best_miou": progress.best_miou, "selected": selected,
+        "data": data, "epochs": history, "final": progress.final_metrics, "best_miou": progress.best_miou, "selected": selected,
         "teacher": teacher, "timing_ms": timer.means_ms(), "params": parameter_counts(student),
         "started": progress.started, "finished": now(), "wall_s": progress.wall_s,
         "checkpoint": str(run_dir / CHECKPOINT_NAME),

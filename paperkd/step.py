@@ -72,9 +72,10 @@ class StepTimer:
         self.count = state["count"]
 
 
-def load_teacher(cfg: Config, device: torch.device) -> nn.Module:
-    """The trained teacher from its checkpoint, frozen; eval mode unless `cfg.teacher_train_mode` (the authors')."""
-    state = load_checkpoint(cfg.teacher)
+def load_teacher(cfg: Config, device: torch.device, state: dict[str, Any] | None = None) -> nn.Module:
+    """The trained teacher from its checkpoint (`state`: already loaded), frozen; eval mode unless
+    `cfg.teacher_train_mode` (the authors')."""
+    state = load_checkpoint(cfg.teacher) if state is None else state
     tcfg = from_dict(state["config"])
     if tcfg.num_classes != cfg.num_classes:
         raise ConfigError(f"teacher {cfg.teacher} predicts {tcfg.num_classes} classes, the student "

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from paperkd.checkpoint import CHECKPOINT_NAME
+from paperkd.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from paperkd.config import Config, validate
 from paperkd.data import VOCSegmentation, default_standin, train_transforms, val_transforms
 from paperkd.data.seeded import EpochBatches, SeededDataset
@@ -167,11 +167,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
                           f"{len(train_set)} training images")
 
     # -- models, objective, optimizers -------------------------------------------------------------------------------
-    teacher_id = teacher_identity(cfg.teacher) if cfg.distills else None  # which teacher, kept in the record
+    teacher_state = load_checkpoint(cfg.teacher, map_location=device) if cfg.distills else None
+    teacher_id = teacher_identity(cfg.teacher, teacher_state) if cfg.distills else None  # kept in the record
     if teacher_id is not None:
         check_teacher(teacher_id, cfg.allow_any_teacher)
     student = deeplabv3plus(cfg.backbone, cfg.num_classes, cfg.output_stride, cfg.backbone_weights)
-    teacher = load_teacher(cfg, device) if cfg.distills else None
+    teacher = load_teacher(cfg, device, teacher_state) if cfg.distills else None
+    del teacher_state  # its tensors now live in the teacher
     step = build_step(cfg, student, teacher, device, max_iter=cfg.epochs * steps_per_epoch,
                       warmup_iters=cfg.connector_warmup_epochs * steps_per_epoch, world_size=ddp.world_size)
     timer = StepTimer(device)
