@@ -35,16 +35,17 @@ LOCK_NAME = ".lock"  # held while a process trains the run (campaign.run_lock)
 
 
 def plan(presets: list[str], seeds: list[int], *, teacher_seed: int = 0, teacher_epochs: int | None = None,
-         **settings: Any) -> list[Config]:
+         teacher: str | None = None, **settings: Any) -> list[Config]:
     """The configs to run, teacher first (students need its checkpoint), in the given preset order, seed-major so
     that a partial campaign already covers every row with one seed. `teacher_epochs` overrides the teacher's epochs
     alone (every seed of it), e.g. a stronger teacher for the same students. Students distil from the teacher's
-    selected checkpoint (its best epoch under the `authors` recipe, its last under `paper`)."""
+    selected checkpoint (its best epoch under the `authors` recipe, its last under `paper`), or from `teacher`, a
+    checkpoint trained elsewhere (then no teacher seed is trained unless "teacher" is among `presets`)."""
     results = settings["out"]
     teacher_settings = {**settings, **({"epochs": teacher_epochs} if teacher_epochs is not None else {})}
     teacher_cfg = resolve("teacher", seed=teacher_seed, **teacher_settings)
-    teacher_ckpt = str(selected_checkpoint(Path(results) / teacher_cfg.name, teacher_cfg))
-    needs_teacher = any(_distils(p) for p in presets)
+    teacher_ckpt = teacher or str(selected_checkpoint(Path(results) / teacher_cfg.name, teacher_cfg))
+    needs_teacher = teacher is None and any(_distils(p) for p in presets)
     configs: list[Config] = []
     if needs_teacher or "teacher" in presets:
         configs.append(teacher_cfg)
@@ -65,12 +66,16 @@ def _distils(preset: str) -> bool:
 def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", dataset: str = "standin",
                 data_root: str | None = None, results: str = "runs/book", device: str = "auto",
                 epochs: int | None = None, reuse: bool = True, teacher_seed: int = 0, progress: bool = True,
-                teacher_epochs: int | None = None, **overrides: Any) -> pd.DataFrame:
+                teacher_epochs: int | None = None, teacher: str | None = None, **overrides: Any) -> pd.DataFrame:
     """Train every (preset, seed) whose record is missing from `results`; return the records of those runs.
-    `epochs` overrides the scale's epochs of every run, `teacher_epochs` then those of the teacher alone."""
+    `epochs` overrides the scale's epochs of every run, `teacher_epochs` then those of the teacher alone; `teacher`
+    is a checkpoint trained elsewhere for every student to distil from (see `plan`)."""
+    if teacher is not None and not Path(teacher).is_file():
+        raise PaperkdError(f"teacher checkpoint not found: {teacher}")
     settings = {"scale": scale, "dataset": dataset, "data_root": data_root, "out": results, "device": device,
                 "epochs": epochs, **overrides}
-    configs = plan(presets, seeds, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs, **settings)
+    configs = plan(presets, seeds, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs, teacher=teacher,
+                   **settings)
     known_diverged = diverged_runs(results) if reuse else {}
     done = {c.name for c in configs if reuse and finished(results, c.name, progress)}
     for cfg in configs:

@@ -188,7 +188,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     presets = list(dict.fromkeys(args.rows or [p for table in args.tables for p in TABLE_ROWS[table]]))
     df = ensure_runs(presets, args.seeds, scale=args.scale, dataset=args.dataset, data_root=args.data_root,
                      results=args.results, device=args.device, epochs=args.epochs,
-                     teacher_epochs=args.teacher_epochs, workers=args.workers,
+                     teacher_epochs=args.teacher_epochs, teacher=args.teacher, workers=args.workers,
                      backbone_weights=args.backbone_weights, pixel_variant=args.pixel_variant, amp=args.amp,
                      recipe=args.recipe, progress=not args.quiet)
     summary = df.groupby("preset", sort=False)["miou"].agg(["mean", "std", "count"])
@@ -316,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-epochs", type=int, default=None,
                    help="override the teacher's epochs alone (the cpu and gpu scales give it more than the students "
                         "already); a teacher whose record exists is not retrained, so use a new --results folder")
+    p.add_argument("--teacher", default=None, metavar="CKPT",
+                   help="distil every student from this teacher checkpoint (e.g. another campaign's "
+                        "teacher-s0/best.pt) instead of training the folder's own teacher")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--backbone-weights", default=None,
                    help="ImageNet weights for every backbone, as a short torchvision name resolved per backbone in "

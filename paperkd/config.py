@@ -16,7 +16,7 @@ from typing import Any
 from paperkd.errors import ConfigError
 from paperkd.vocabulary import (ALL_TAPS, AMP_DTYPES, ATTENTION_FORMS, BACKBONES, DATASETS, LOSS_TERMS,
                                 MODEL_SELECTIONS, PAIRWISE_NODES, PIXELWISE_VARIANTS, POSITIONS, SCALE_OF,
-                                VAL_MODES)
+                                NUM_CLASSES, VAL_MODES)
 
 TAPS = POSITIONS  # MIDDLE and END of Table 3
 PIXEL_VARIANTS = PIXELWISE_VARIANTS
@@ -174,8 +174,20 @@ PRESETS.update(
         "r18-heo": {"backbone": "resnet18", "heo": PAPER_WEIGHTS["heo"]},  # Table 2
         "r18-pixel-middle": {"backbone": "resnet18", "pixel": PAPER_WEIGHTS["pixel"], "pixel_tap": "encoder"},
         "r18-pair-end": {"backbone": "resnet18", "pair": PAPER_WEIGHTS["pair"], "pair_tap": "decoder"},
+        # Beyond the tables. A positive control: Hinton soft-label KD as the authors ran it as their baseline
+        # (AICSD f99949e distiller.py: T = 1, weight 10 on a KLDivLoss averaged over B*C*H*W, i.e. 10 / 21 on our
+        # per-pixel sum over the 21 classes). Distillation that cannot pass this on cannot pass on a feature either.
+        "r18-kd": {"backbone": "resnet18", "logit_kd": 10.0 / NUM_CLASSES, "kd_temperature": 1.0},
+        # Equal compute: the plain student trained for as long as the proposed student costs (the epochs come from
+        # the scale's "presets" entry, sized from a benchmark of the two steps side by side).
+        "r18-none-compute": {"backbone": "resnet18"},
     }
 )
+# Which row each beyond-the-tables preset is compared with, and what it is for (the findings page reads this).
+EXTRA_ROWS: dict[str, str] = {
+    "r18-kd": "positive control: Hinton logit KD (the authors' KD baseline settings)",
+    "r18-none-compute": "ResNet-18 without distillation, trained for the compute of the proposed student",
+}
 
 # Which preset fills which row of which table (the notebooks read this).
 TABLE_ROWS: dict[str, list[str]] = {
@@ -186,21 +198,26 @@ TABLE_ROWS: dict[str, list[str]] = {
 }
 
 # The scale knob shrinks data, crop and epochs; it never touches the method. Crops are odd (like 513) so that the
-# stride-16 encoder map is odd and the authors' ceil-mode pooling gives exactly 3 x 3.
+# stride-16 encoder map is odd and the authors' ceil-mode pooling gives exactly 3 x 3. A scale's "presets" entry
+# changes the schedule of single presets (a teacher trained from scratch needs more epochs than its students).
 SCALES: dict[str, dict[str, Any]] = {
     "paper": {},
-    # Sized for 2 CPU cores and a stand-in rendered at short side 80 (crop / image ~ 0.8, the paper's 513 / 375 ~ 1.4
-    # keeps whole objects in view too): one ResNet-18 distillation run takes minutes, the campaign hours.
-    # The teacher gets a longer schedule ("teacher" entry): the paper's starts from ImageNet weights, ours from random
-    # ones; 48 epochs is the schedule measured to put it above every plain ResNet-18 seed (book: reproduce, from
-    # results/cpu-standin-voclabels and results/cpu-standin-voclabels-teacher48).
-    "cpu": {"epochs": 8, "crop": 65, "val_size": 65, "batch_size": 8, "max_train_images": 240,
-            "max_val_images": 240, "workers": 1, "teacher": {"epochs": 48}},
+    # Sized for 2 CPU cores and a stand-in rendered at short side 80 from the real VOC label maps: the whole
+    # 1,464-image train split, a fixed 300-image val subset, crop 65, batch 8; students 10 epochs, the teacher 30.
+    # Chosen by a pilot of candidate regimes (book: reproduce, from results/pilot-cpu). The equal-compute row's 20
+    # epochs: 10 x the proposed step's cost over the plain one's, 1.97 (results/bench/cpu-65-b8-campaign.json).
+    "cpu": {"epochs": 10, "crop": 65, "val_size": 65, "batch_size": 8, "max_train_images": None,
+            "max_val_images": 300, "workers": 1,
+            "presets": {"teacher": {"epochs": 30}, "r18-none-compute": {"epochs": 20}}},
+    # The earlier CPU scale (240 train / 240 val images, 8 epochs, teacher 48), kept for the campaigns made with it
+    # (results/cpu-standin-voclabels*), whose records name it "cpu".
+    "cpu-240": {"epochs": 8, "crop": 65, "val_size": 65, "batch_size": 8, "max_train_images": 240,
+                "max_val_images": 240, "workers": 1, "presets": {"teacher": {"epochs": 48}}},
     # Sized for one H100/H200 in about 15 minutes of a lent GPU (one seed; the students run four at a time): the
     # whole train/val split of a stand-in rendered at short side 160, bf16 autocast. Teacher: twice the epochs, too
     # few to lead its students (book: reproduce, from results/gpu-standin-voclabels-160).
     "gpu": {"epochs": 20, "crop": 161, "val_size": 161, "batch_size": 16, "workers": 3, "amp": True,
-            "eval_every": 5, "teacher": {"epochs": 40}},
+            "eval_every": 5, "presets": {"teacher": {"epochs": 40}}},
     "smoke": {"epochs": 2, "crop": 65, "val_size": 65, "batch_size": 4, "max_train_images": 16, "max_val_images": 8,
               "workers": 0},
 }
@@ -269,12 +286,24 @@ def resolve(preset: str = "custom", scale: str = "paper", recipe: str | None = N
     values: dict[str, Any] = {"preset": preset, "scale": scale, "recipe": recipe, **RECIPES[recipe]}
     values.update(PRESETS.get(preset, {}))
     scale_values = dict(SCALES[scale])
-    teacher_values = scale_values.pop("teacher", {})
+    per_preset = scale_values.pop("presets", {})
     values.update(scale_values)
-    if preset == "teacher":
-        values.update(teacher_values)
+    values.update(per_preset.get(preset, {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return validate(Config(**values))
+
+
+def scale_name(values: dict[str, Any]) -> str:
+    """The scale a recorded config was made at, by its values: a scale's name can be given to a new definition
+    (the records of the old `cpu` scale say "cpu"), so the recorded name counts only while its values still
+    match; otherwise the scale whose values match, else the recorded name marked "(earlier definition)"."""
+    def matches(name: str) -> bool:  # epochs aside: campaigns often set them (a longer teacher)
+        return all(values.get(k) == v for k, v in SCALES[name].items() if k not in ("presets", "epochs"))
+
+    recorded = values.get("scale", "paper")
+    if recorded in SCALES and matches(recorded):
+        return recorded
+    return next((name for name in SCALES if name != "paper" and matches(name)), f"{recorded} (earlier definition)")
 
 
 def from_dict(values: dict[str, Any]) -> Config:
@@ -298,5 +327,5 @@ PRE_RECIPE_FIELDS: dict[str, Any] = {
 }
 
 
-__all__ = ["Config", "PRESETS", "SCALES", "TABLE_ROWS", "PAPER_WEIGHTS", "RECIPES", "DEFAULT_RECIPE", "resolve",
-           "validate", "from_dict"]
+__all__ = ["Config", "PRESETS", "EXTRA_ROWS", "SCALES", "TABLE_ROWS", "PAPER_WEIGHTS", "RECIPES", "DEFAULT_RECIPE", "resolve",
+           "scale_name", "validate", "from_dict"]

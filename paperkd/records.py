@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from paperkd.atomic import atomic_open
+from paperkd.config import scale_name
 from paperkd.errors import PaperkdError
 
 SCHEMA = 1
@@ -179,7 +180,7 @@ def load_records(folder: str | os.PathLike) -> pd.DataFrame:
         cfg = rec["config"]
         row = {
             "run_name": rec["run_name"], "preset": rec["preset"], "backbone": cfg["backbone"], "seed": rec["seed"],
-            "scale": cfg["scale"], "dataset": cfg["dataset"], "recipe": cfg.get("recipe", PRE_RECIPE),
+            "scale": scale_name(cfg), "dataset": cfg["dataset"], "recipe": cfg.get("recipe", PRE_RECIPE),
             "miou": reported_metrics(rec)["miou"], "final_miou": rec["final"]["miou"],
             "best_miou": rec["best_miou"], "params": rec["params"]["total"], "time_ms": rec["timing_ms"].get("total"),
             "device": rec["environment"]["device"], "git_commit": rec["environment"]["git_commit"],

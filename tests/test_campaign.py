@@ -17,11 +17,31 @@ def test_plan_puts_the_teacher_first_and_students_use_its_checkpoint(tmp_path):
 
 def test_teacher_epochs_change_the_teacher_alone(tmp_path):
     configs = plan(["r18-both", "teacher"], [0, 1], scale="cpu", dataset="standin", out=str(tmp_path),
-                   teacher_epochs=30)
-    assert {c.name: c.epochs for c in configs} == {"teacher-s0": 30, "r18-both-s0": 8, "r18-both-s1": 8,
-                                                   "teacher-s1": 30}
+                   teacher_epochs=40)
+    assert {c.name: c.epochs for c in configs} == {"teacher-s0": 40, "r18-both-s0": 10, "r18-both-s1": 10,
+                                                   "teacher-s1": 40}
     default = plan(["r18-both"], [0], scale="cpu", dataset="standin", out=str(tmp_path))
-    assert [c.epochs for c in default] == [48, 8]  # the cpu scale's own teacher schedule
+    assert [c.epochs for c in default] == [30, 10]  # the cpu scale's own teacher schedule
+    earlier = plan(["r18-both"], [0], scale="cpu-240", dataset="standin", out=str(tmp_path))
+    assert [c.epochs for c in earlier] == [48, 8]  # the earlier cpu scale, for its committed campaigns
+
+
+def test_a_teacher_trained_elsewhere_is_not_trained_again(tmp_path):
+    elsewhere = str(tmp_path / "other" / "teacher-s0" / "best.pt")
+    configs = plan(["r18-none", "r18-both"], [0, 1], scale="cpu", dataset="standin", out=str(tmp_path / "here"),
+                   teacher=elsewhere)
+    assert [c.name for c in configs] == ["r18-none-s0", "r18-both-s0", "r18-none-s1", "r18-both-s1"]
+    assert {c.teacher for c in configs if c.preset == "r18-both"} == {elsewhere}
+
+
+def test_scale_presets_set_single_rows_and_the_equal_compute_row_doubles_the_plain_schedule():
+    from paperkd.config import resolve
+
+    plain, matched = resolve("r18-none", "cpu", dataset="standin"), resolve("r18-none-compute", "cpu", dataset="standin")
+    assert matched.epochs == 20 and plain.epochs == 10
+    assert matched.weights() == plain.weights()  # plain
+    kd = resolve("r18-kd", "cpu", teacher="t.pt", dataset="standin")
+    assert kd.distills and kd.weights()["logit_kd"] == 10 / 21 and kd.kd_temperature == 1.0
 
 
 def test_ensure_runs_trains_only_what_is_missing(tmp_path, tiny_standin, monkeypatch):

@@ -73,12 +73,12 @@ def test_layers_preset_then_scale_then_overrides():
 def test_scales_never_change_the_method():
     method = {"pixel", "pair", "gat", "heo", "pixel_tap", "pair_tap", "lr", "backbone", "recipe", *RECIPES["authors"]}
     for scale in SCALES.values():
-        assert not method & (set(scale) | set(scale.get("teacher", {})))
+        assert not method & (set(scale) | {k for only in scale.get("presets", {}).values() for k in only})
 
 
 def test_cpu_scale_gives_the_teacher_a_longer_schedule_only():
-    assert resolve("teacher", "cpu", dataset="standin").epochs == 48
-    assert resolve("r18-none", "cpu", dataset="standin").epochs == 8
+    assert resolve("teacher", "cpu", dataset="standin").epochs == 30
+    assert resolve("r18-none", "cpu", dataset="standin").epochs == 10
     assert resolve("teacher", "cpu", dataset="standin", epochs=3).epochs == 3  # an explicit override still wins
 
 
@@ -127,3 +127,14 @@ def test_distilling_without_teacher_and_voc_without_root_fail():
         resolve("r18-pixel", dataset="standin")
     with pytest.raises(ConfigError, match="data_root"):
         resolve("teacher", dataset="voc")
+
+
+def test_scale_name_follows_the_values_not_the_recorded_name():
+    from paperkd.config import scale_name
+
+    now = resolve("r18-none", "cpu", dataset="standin").to_dict()
+    assert scale_name(now) == "cpu"
+    earlier = {**now, "max_train_images": 240, "max_val_images": 240, "epochs": 8}  # what records of "cpu" said
+    assert scale_name(earlier) == "cpu-240"
+    assert scale_name({**now, "crop": 99}) == "cpu (earlier definition)"
+    assert scale_name(resolve("r18-none", "smoke", dataset="standin").to_dict()) == "smoke"

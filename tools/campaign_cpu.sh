@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The CPU campaign of the `cpu` scale (issue: a campaign whose comparisons mean something), in the order that makes
+# a partial campaign most useful: the teacher, the runs of Figure 2 (plain and proposed ResNet-18, seed 0), the plain
+# students' three seeds (their spread and convergence decide whether anything below can be read), every row under
+# the `authors` recipe with the positive control and the equal-compute row, then the key rows under `paper`
+# distilling from the same teacher. Resumable: rerun it; finished runs are skipped, an interrupted one resumes.
+#
+#   tools/campaign_cpu.sh <stand-in root>
+#
+# The stand-in: paperkd make-standin <root> --labels-from ../shared/data/voc2012-labels --size 80
+set -euo pipefail
+data=${1:?usage: tools/campaign_cpu.sh <stand-in root>}
+authors=results/cpu-standin-voclabels-80
+paper=results/cpu-standin-voclabels-80-paper
+common=(--scale cpu --dataset standin --data-root "$data" --quiet)
+campaign() { nice -n 10 paperkd campaign "${common[@]}" "$@"; }
+rows=(r18-none r18-both r18-pixel r18-pair r18-gat r18-heo r18-pixel-middle r18-pair-end r18-kd
+      mnv2-none mnv2-both mnv2-pixel mnv2-pair r18-none-compute)
+campaign --recipe authors --results "$authors" --seeds 0 --rows teacher r18-none r18-both
+campaign --recipe authors --results "$authors" --seeds 0 1 2 --rows r18-none mnv2-none
+campaign --recipe authors --results "$authors" --seeds 0 1 2 --rows "${rows[@]}"
+campaign --recipe paper --results "$paper" --teacher "$authors/teacher-s0/best.pt" \
+         --seeds 0 1 2 --rows r18-none r18-both r18-gat r18-heo
