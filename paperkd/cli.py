@@ -1,4 +1,5 @@
-"""`paperkd` command line: train, eval, predict, campaign, calibrate, make-standin, check-data, info, bench, book.
+"""`paperkd` command line: train, eval, predict, save-predictions, campaign, calibrate, make-standin, check-data, info,
+bench, book.
 
 Expected problems (missing files, bad values) are printed as one line without a traceback and exit with status 2.
 """
@@ -150,6 +151,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_save_predictions(args: argparse.Namespace) -> int:
+    from paperkd.saved_predictions import backfill_plan, save_checkpoint_predictions
+
+    plans = [(run_dir, backfill_plan(run_dir, args.data_root)) for run_dir in args.run_dirs]  # all checked first
+    for run_dir, (checkpoint, val_set, count) in plans:
+        folder = save_checkpoint_predictions(checkpoint, val_set, run_dir, args.device, count)
+        print(f"{run_dir}: predictions of {checkpoint.name} on {count} validation images written to {folder}")
+    return 0
+
+
 def cmd_make_standin(args: argparse.Namespace) -> int:
     from paperkd.data import make_standin
 
@@ -269,6 +280,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=513, help="resize to size x size before the model (paper: 513)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("save-predictions", help="backfill the saved predictions (Figure 2) of finished runs",
+                       description="For each finished run folder (one with record.json), write predictions/: the "
+                                   "first validation images, their ground truth and the masks predicted by the "
+                                   "weights the record reports (best.pt when the best epoch is selected, else "
+                                   "checkpoint.pt), with a manifest of checksums. Runs trained since this command "
+                                   "existed save them themselves; it is for older runs whose checkpoints are still "
+                                   "here. Every folder is checked before anything is written.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (<results>/<run name>)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding VOCdevkit/VOC2012 (default: the data_root of the run's config; the embedded "
+                        "stand-in for a stand-in run without one)")
+    p.set_defaults(func=cmd_save_predictions)
 
     p = sub.add_parser("make-standin", help="write a synthetic stand-in dataset in the VOC layout")
     p.add_argument("out")

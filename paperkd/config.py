@@ -294,16 +294,16 @@ def resolve(preset: str = "custom", scale: str = "paper", recipe: str | None = N
 
 
 def scale_name(values: dict[str, Any]) -> str:
-    """The scale a recorded config was made at, by its values: a scale's name can be given to a new definition
-    (the records of the old `cpu` scale say "cpu"), so the recorded name counts only while its values still
-    match; otherwise the scale whose values match, else the recorded name marked "(earlier definition)"."""
+    """The scale a recorded config was made at: a scale's name can pass to a new definition (the records of the
+    earlier `cpu` scale say "cpu"), so a recorded name whose values no longer match gives way to the scale whose
+    values do (`cpu-240`); a run that merely overrode some values keeps its recorded name."""
     def matches(name: str) -> bool:  # epochs aside: campaigns often set them (a longer teacher)
         return all(values.get(k) == v for k, v in SCALES[name].items() if k not in ("presets", "epochs"))
 
     recorded = values.get("scale", "paper")
     if recorded in SCALES and matches(recorded):
         return recorded
-    return next((name for name in SCALES if name != "paper" and matches(name)), f"{recorded} (earlier definition)")
+    return next((name for name in SCALES if name != "paper" and matches(name)), recorded)
 
 
 def from_dict(values: dict[str, Any]) -> Config:

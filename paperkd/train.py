@@ -1,7 +1,8 @@
 """The training loop, for the teacher and for every student, readable top to bottom.
 
     train(cfg)  ->  run folder <out>/<run name>/ with checkpoint.pt (every epoch, atomic), best.pt (the best
-                    validation epoch's weights, when the config selects it) and record.json (at the end)
+                    validation epoch's weights, when the config selects it), predictions/ (the reported weights'
+                    masks of the first validation images, `paperkd.saved_predictions`) and record.json (at the end)
 
 One iteration is `paperkd.step.optimisation_step`: teacher forward without autograd (students only), student forward
 with the taps the losses need, the losses, backward and SGD step at the poly lr. Wall time of each part is measured
@@ -40,6 +41,7 @@ from paperkd.provenance import check_teacher, teacher_identity
 from paperkd.records import RECORD_NAME, now, run_environment, write_record
 from paperkd.run_state import (Progress, build_record, data_description, repair_best, restore_state, save_best,
                                save_state, selected_result)
+from paperkd.saved_predictions import save_checkpoint_predictions
 from paperkd.step import StepTimer, build_step, load_teacher, optimisation_step
 
 
@@ -239,8 +241,10 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
             if improved and cfg.model_selection == "best":  # after checkpoint.pt, so a resume can rebuild it
                 save_best(run_dir, cfg, epoch + 1, entry["metrics"], student)
 
-    # -- record -------------------------------------------------------------------------------------------------------
+    # -- predictions and record ---------------------------------------------------------------------------------------
     selected = selected_result(run_dir, cfg, done) if ddp.main else None
+    if ddp.main:  # the reported weights' predictions for the book's figure, before the record: a record implies them
+        save_checkpoint_predictions(selected["checkpoint"] if selected else ckpt_path, val_set, run_dir, device)
     record = build_record(cfg, done, environment, data, timer, student, run_dir, selected, teacher_id)
     if ddp.main:
         write_record(run_dir / RECORD_NAME, record)
