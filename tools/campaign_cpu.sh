@@ -7,13 +7,15 @@
 #
 #   tools/campaign_cpu.sh <stand-in root>
 #
+# PAPERKD names the command (default: paperkd), e.g. a launcher that runs a frozen checkout while this one changes.
 # The stand-in: paperkd make-standin <root> --labels-from ../shared/data/voc2012-labels --size 80
 set -euo pipefail
 data=${1:?usage: tools/campaign_cpu.sh <stand-in root>}
 authors=results/cpu-standin-voclabels-80
 paper=results/cpu-standin-voclabels-80-paper
 common=(--scale cpu --dataset standin --data-root "$data" --quiet)
-campaign() { nice -n 10 paperkd campaign "${common[@]}" "$@"; }
+read -r -a paperkd <<< "${PAPERKD:-paperkd}"
+campaign() { nice -n 10 "${paperkd[@]}" campaign "${common[@]}" "$@"; }
 rows=(r18-none r18-both r18-pixel r18-pair r18-gat r18-heo r18-pixel-middle r18-pair-end r18-kd
       mnv2-none mnv2-both mnv2-pixel mnv2-pair r18-none-compute)
 campaign --recipe authors --results "$authors" --seeds 0 --rows teacher r18-none r18-both
