@@ -198,12 +198,30 @@ def execute_notebook(name: str, parameters: dict[str, Any], progress: bool = Tru
         raise BookBuildError(f"notebook {source} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
                              f"(the executed notebook with the traceback: {failed})") from None
     else:
+        hide_inputs(running)
         running.replace(final)
         failed.unlink(missing_ok=True)
     finally:
         if running.exists():  # any failure, including a dead kernel or Ctrl-C
             running.replace(failed)
     return final
+
+
+HIDDEN = "hide-input"  # Jupyter Book shows the output and folds the code behind a "show code" toggle
+SHOWN = ("remove-input", "hide-input", "show-input")  # a cell tagged with one of these keeps its own choice
+
+
+def hide_inputs(path: Path) -> None:
+    """Tag every code cell of an executed notebook `hide-input` (papermill's injected parameters cell too), so that
+    a page opens with its answers and a reader can still unfold the code that made them."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if cell.cell_type == "code" and not set(tags) & set(SHOWN):
+            tags.append(HIDDEN)
+    nbformat.write(notebook, path)
 
 
 def build_html(progress: bool = True, root: Path = REPO) -> Path:

@@ -76,7 +76,7 @@ def sources_markdown(label: str, runs: pd.DataFrame, folder: str | Path,
     if expected:  # the same judgement as `teacher_flag`, run by run
         shown = students[students["teacher_sha256"] != expected]
     else:
-        shown = students if students["teacher_sha256"].nunique() > 1 else students.iloc[:0]
+        shown = students if len(students) and students["teacher_sha256"].nunique() > 1 else students.iloc[:0]
     if len(shown):
         text += ("\n\nRuns that distilled from **another teacher** than this folder's students are meant to (their "
                  "cells are marked ⚠ in the tables):\n\n" + "\n".join(
