@@ -89,7 +89,7 @@ def build_book(scale: str = "smoke", data_root: str | Path | None = None, datase
 
 # The pages that read run records, and the rows the book trains for them (every row of Tables 1-3; Figure 2's
 # columns are among them) before executing any notebook.
-READING_PAGES = ("table1", "table2", "table3", "findings", "figure2")
+READING_PAGES = ("table1", "table2", "table3", "findings", "figure2", "earlier")
 BOOK_ROWS = tuple(dict.fromkeys(p for rows in TABLE_ROWS.values() for p in rows))
 DEFAULT_SEEDS = [0]  # the notebooks' own default (`seeds` in their parameters cell)
 

@@ -1,0 +1,176 @@
+"""What the runs show, on one page: each claim of the paper with its verdict from paired seeds (`paperkd.claims`),
+whether this regime could show a gain at all (the teacher's lead, the positive control, the equal-compute row), and
+whether the regime meets the targets it was chosen for (measured from the pilot's and the campaign's records)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from paperkd import claims, separation
+from paperkd.config import EXTRA_ROWS, TABLE_ROWS
+from paperkd.pages.answer import provenance_markdown, show, versus_cell
+from paperkd.pages.campaigns import MAIN, Source, book_runs, campaign
+from paperkd.records import load_records
+from paperkd.report.plots import plot_seed_scores
+from paperkd.report.summary import teacher_margin_markdown
+
+ROWS = list(dict.fromkeys([*(p for rows in TABLE_ROWS.values() for p in rows), *EXTRA_ROWS]))
+PLAIN = ("r18-none", "mnv2-none")
+# The regime's targets (issue: a campaign whose comparisons mean something), checked on the records.
+TEACHER_LEAD = 5.0  # mIoU points over each plain student's mean
+LAST_QUARTER_GAIN = 1.0  # mIoU points the last quarter of the epochs may still add, mean over seeds
+SEED_STD = 1.0  # mIoU points, sample std of a plain student's seeds
+BUDGET_HOURS = 16.0  # wall-clock hours of the whole campaign on a 2-core machine
+
+
+def sources(folders: Mapping[str, str] | None = None) -> list[Source]:
+    return [campaign(folder, ROWS, name=f"main campaign, {recipe} recipe")
+            for recipe, folder in (MAIN if folders is None else folders).items()]
+
+
+def claims_table(source: Source) -> pd.DataFrame:
+    """The page's table of claims: the paper's difference, ours over paired seeds, p, verdict and seeds needed."""
+    table = claims.claim_table(source.runs, diverged=list(source.diverged))
+    needed = [("" if n is None or (isinstance(n, float) and math.isnan(n)) else str(int(n)))
+              for n in table["seeds_needed"]]
+    tables = {c.id: c.table.replace("table", "Table ") for c in claims.CLAIMS}
+    return pd.DataFrame({
+        "table": [tables.get(i, "") for i in table.index],
+        "claim": [f"{b} > {w}" for b, w in zip(table["better"], table["worse"])],
+        "paper": table["paper"].map(lambda v: f"{v:+.2f}"),
+        "ours, paired (n)": table["ours"],
+        "p": table["p"].map(lambda v: "" if math.isnan(v) else f"{v:.2g}"),
+        "verdict": table["verdict"],
+        "seeds needed": needed,
+    }, index=table.index)
+
+
+def answer(folders: Mapping[str, str] | None = None) -> None:
+    """Per recipe of the main campaign: how many claims are reproduced, contradicted, undecided, and the table."""
+    for source in sources(folders):
+        if not len(source.runs):
+            show(f"**{source.label}**: no records yet in `{source.folder}`; the campaign is under way.")
+            continue
+        table = claims.claim_table(source.runs, diverged=list(source.diverged))
+        show(claims.claims_markdown(source.label, table),
+             claims_table(source).style.hide(axis="index").set_caption(f"The paper's claims: {source.label}"))
+
+
+def could_it_help(folders: Mapping[str, str] | None = None) -> None:
+    """The teacher against the plain students; the positive control (logit KD) and the plain student given the
+    proposed student's compute, each against the rows it controls for."""
+    controls = {"r18-kd": "r18-none", "r18-both": "r18-none-compute", "r18-none-compute": "r18-none"}
+    for source in sources(folders):
+        if not len(source.runs):
+            continue
+        versus = separation.versus(source.runs, controls, diverged=source.diverged)
+        lines = [f"- `{row}` against `{ref}`: {versus_cell(versus.loc[row]) or 'not run'} ({EXTRA_ROWS.get(row, '')})"
+                 .replace(" ()", "") for row, ref in controls.items()]
+        show(teacher_margin_markdown(source.label, source.runs) + "\n\n" + "\n".join(lines))
+
+
+def last_quarter_gain(record: Mapping) -> float:
+    """mIoU points the last quarter of a run's epochs added: the last epoch's minus that of epoch E - round(E / 4)
+    (NaN without validation at both)."""
+    scored = {e["epoch"]: e["miou"] for e in record["epochs"] if e.get("miou") is not None}
+    last = max(scored, default=None)
+    if last is None:
+        return math.nan
+    earlier = last - round(last / 4)
+    return 100 * (scored[last] - scored[earlier]) if earlier in scored else math.nan
+
+
+def regime_targets(source: Source, budget_folders: Iterable[str] = ()) -> pd.DataFrame:
+    """Each target of the regime, what the records measure, and whether it is met ('not yet' without the runs)."""
+    runs = source.runs
+    rows = []
+    teacher = separation.seed_scores(runs, "teacher")
+    for plain in PLAIN:
+        scores = separation.seed_scores(runs, plain)
+        if len(teacher) and len(scores):
+            lead = teacher.mean() - scores.mean()
+            apart = teacher.min() > scores.max()
+            rows.append((f"teacher leads `{plain}` by ≥ {TEACHER_LEAD:g} points, every seed above every seed",
+                         f"{lead:+.2f}; {'every seed above' if apart else 'seeds overlap'}",
+                         "met" if lead >= TEACHER_LEAD and apart else "missed"))
+        else:
+            rows.append((f"teacher leads `{plain}` by ≥ {TEACHER_LEAD:g} points", "no runs", "not yet"))
+        records = list(runs[runs["preset"] == plain]["record"]) if len(runs) else []
+        gains = [g for g in map(last_quarter_gain, records) if not math.isnan(g)]
+        gain = sum(gains) / len(gains) if gains else math.nan
+        rows.append((f"`{plain}` near convergence: the last quarter of its epochs adds < {LAST_QUARTER_GAIN:g}",
+                     "no runs" if not gains else f"{gain:+.2f} (mean of {len(gains)} seeds)",
+                     "not yet" if not gains else ("met" if gain < LAST_QUARTER_GAIN else "missed")))
+        std = scores.std(ddof=1) if len(scores) > 1 else math.nan
+        rows.append((f"`{plain}` seed std ≤ {SEED_STD:g}", "fewer than 2 seeds" if math.isnan(std) else
+                     f"{std:.2f} ({len(scores)} seeds)",
+                     "not yet" if math.isnan(std) else ("met" if std <= SEED_STD else "missed")))
+    hours = campaign_hours([source.folder, *budget_folders])
+    rows.append((f"the whole campaign within about {BUDGET_HOURS:g} h on a 2-core machine",
+                 f"{hours:.1f} h so far (wall clock of the finished runs)", "so far within" if
+                 hours <= BUDGET_HOURS else "missed"))
+    return pd.DataFrame(rows, columns=["target", "measured", "verdict"])
+
+
+def campaign_hours(folders: Iterable[str]) -> float:
+    """Wall-clock hours of every finished run in `folders` (validation included)."""
+    total = 0.0
+    for folder in dict.fromkeys(folders):
+        runs = load_records(folder) if Path(folder).is_dir() else pd.DataFrame()
+        total += sum(float(r.get("wall_s") or 0) for r in runs["record"]) if len(runs) else 0.0
+    return total / 3600
+
+
+def pilot_table(folder: str | Path) -> pd.DataFrame:
+    """The pilot's runs: schedule, data, reported mIoU, what the last quarter added, minutes per epoch."""
+    runs = load_records(folder) if Path(folder).is_dir() else pd.DataFrame()
+    rows = []
+    for r in runs["record"] if len(runs) else []:
+        minutes = [e["time_s"] / 60 for e in r["epochs"]]
+        rows.append({"run": r["run_name"], "epochs": r["config"]["epochs"],
+                     "train / val images": f"{r['data']['train_images']} / {r['data']['val_images']}",
+                     "mIoU": f"{100 * r['selected']['miou']:.2f}" if r.get("selected") else "",
+                     "last quarter added": f"{last_quarter_gain(r):+.2f}",
+                     "min per epoch": f"{sorted(minutes)[len(minutes) // 2]:.1f}"})
+    return pd.DataFrame(rows)
+
+
+def regime(folders: Mapping[str, str] | None = None, pilot: str = "results/pilot-cpu/a") -> None:
+    """The regime's targets on the main campaign (all its folders count for the time), then the pilot's runs."""
+    folders = MAIN if folders is None else folders
+    main = sources(folders)[0]
+    show(regime_targets(main, folders.values()).style.hide(axis="index").set_caption(
+        f"The regime's targets, measured on {main.label}"))
+    table = pilot_table(pilot)
+    if len(table):
+        show(f"The pilot that chose the regime (`{pilot}`, the runs it finished):",
+             table.style.hide(axis="index").set_caption("Pilot A: plain students and teacher under the authors recipe"))
+
+
+def every_seed(folders: Mapping[str, str] | None = None) -> None:
+    """Every seed of every row against its plain student's range, per recipe."""
+    references = {**separation.plain_references(ROWS), "r18-none-compute": "r18-none"}
+    found = {s.label: s.runs for s in sources(folders) if len(s.runs)}
+    if found:
+        plot_seed_scores(found, references, ROWS, title="mIoU of every seed (grey: the plain student's range)")
+        plt.show()
+
+
+def smoke_check(results: str, seeds: Iterable[int]) -> None:
+    source = book_runs(results, ROWS, seeds)
+    table = claims.claim_table(source.runs, diverged=list(source.diverged))
+    show("The runs this build trained itself (smoke scale unless asked otherwise): the claims as they come out of "
+         "them, a check that the verdicts are computed, not a result.", claims.claims_markdown(source.label, table))
+
+
+def provenance(results: str, seeds: Iterable[int], folders: Mapping[str, str] | None = None) -> None:
+    show(provenance_markdown([*sources(folders), book_runs(results, ROWS, seeds)]))
+
+
+__all__ = ["ROWS", "answer", "campaign_hours", "claims_table", "could_it_help", "every_seed", "last_quarter_gain",
+           "pilot_table", "provenance", "regime", "regime_targets", "smoke_check"]
