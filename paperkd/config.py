@@ -204,8 +204,9 @@ SCALES: dict[str, dict[str, Any]] = {
     "paper": {},
     # Sized for 2 CPU cores and a stand-in rendered at short side 80 from the real VOC label maps: the whole
     # 1,464-image train split, a fixed 300-image val subset, crop 65, batch 8; students 10 epochs, the teacher 30.
-    # Chosen by a pilot of candidate regimes (book: reproduce, from results/pilot-cpu). The equal-compute row's 20
-    # epochs: 10 x the proposed step's cost over the plain one's, 1.97 (results/bench/cpu-65-b8-campaign.json).
+    # Chosen by a pilot of candidate regimes (book: reproduce, from results/pilot-cpu). The equal-compute row's
+    # epochs: 10 x the proposed step's cost over the plain one's, rounded, as measured side by side at this crop and
+    # batch in results/bench/cpu-65-b8-campaign.json (tests/test_campaign.py checks the two agree).
     "cpu": {"epochs": 10, "crop": 65, "val_size": 65, "batch_size": 8, "max_train_images": None,
             "max_val_images": 300, "workers": 1,
             "presets": {"teacher": {"epochs": 30}, "r18-none-compute": {"epochs": 20}}},

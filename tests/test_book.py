@@ -13,7 +13,7 @@ from paperkd import book
 from paperkd.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_PAGES = ("table1", "table2", "table3", "figure2", "findings")  # the paper's tables and figure, rebuilt from run records
+RESULTS_PAGES = ("table1", "table2", "table3", "figure2", "findings", "earlier")  # the paper's tables and figure, rebuilt from run records
 BOOK_PARAMETERS = {"data_root", "dataset", "scale", "recipe", "seeds", "epochs", "device", "results", "reuse"}
 EQUATION_LABELS = ("eq-gam", "eq-gat", "eq-gat-total", "eq-partial-l2", "eq-pixelwise", "eq-pool", "eq-similarity",
                    "eq-pairwise", "eq-total")  # eq. 1-9 in the paper's order
@@ -44,9 +44,10 @@ def test_config_avoids_the_known_build_pitfalls():
     assert not list((REPO / "notebooks").glob("*.ipynb")), "a .ipynb beside its .py source confuses jupyter-book"
 
 
-@pytest.mark.parametrize("name, extra", [("method", {"calibration_file"}), ("performance", {"bench"})]
-                         + [(page, {"campaigns"}) for page in RESULTS_PAGES if page != "figure2"]
-                         + [("figure2", {"campaign"})])
+@pytest.mark.parametrize("name, extra", [("method", {"calibration_file"}), ("performance", {"bench"}),
+                                         ("figure2", {"campaign"}), ("findings", {"campaign", "campaign_paper", "pilot"}),
+                                         ("earlier", {"earlier"})]
+                         + [(page, {"campaign", "campaign_paper"}) for page in ("table1", "table2", "table3")])
 def test_notebooks_have_the_parameter_convention(name, extra):
     import jupytext
 
@@ -214,9 +215,10 @@ def test_failing_notebook_keeps_the_last_good_page(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_results_pages_show_tables_and_figures_from_the_records():
-    """A smoke build of the results notebooks (reusing the runs already under runs/book): each page has its table
-    (Figure 2: its image grid), names its data in the column headers, and the intro's links to them resolve."""
+def test_a_smoke_build_of_the_results_pages_reads_the_committed_records():
+    """A smoke build of the results notebooks (reusing the runs under runs/book): no page fails, each shows a table
+    and names the paper's numbers, and the intro's links to them resolve (what each page opens with is checked on
+    records written by the test, tests/test_pages.py)."""
     index = book.build_book(notebooks=list(RESULTS_PAGES), progress=False)
     html = index.parent
     for name in RESULTS_PAGES:
@@ -224,23 +226,16 @@ def test_results_pages_show_tables_and_figures_from_the_records():
         outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
         assert not [o for o in outputs if o["output_type"] == "error"], name
         assert executed["metadata"]["papermill"]["parameters"]["scale"] == "smoke"
+        assert all("hide-input" in c["metadata"]["tags"] for c in executed["cells"] if c["cell_type"] == "code")
         page = (html / "book" / "executed" / f"{name}.html").read_text()
-        assert page.count("<img") >= 1, name
-        assert "ours (stand-in, smoke, recipe authors)" in page, name  # the data and scale are in the header, never "VOC" for ours
         assert "synthetic stand-in (NOT Pascal VOC)" in page and "paperkd git commit" in page, name
-        if name.startswith("table"):
-            assert "<table" in page and "paper (VOC 2012 val" in page, name
-            assert "too few seeds" in page, name  # the smoke column's single seeds, judged by paperkd.separation
+        if name.startswith("table") or name == "earlier":
+            assert "<table" in page, name
     table1 = (html / "book" / "executed" / "table1.html").read_text()
-    for value in ("74.78", "66.59", "69.21", "64.71", "59.3", "16.6", "5.8"):
+    for value in ("74.78", "66.59", "69.21", "64.71"):
         assert value in table1, value
-    table2 = (html / "book" / "executed" / "table2.html").read_text()
-    assert "74.48" in table2 and "ratio to no distillation" in table2 and "time measured on" in table2
-    assert "3.04" in table2  # the paper's teacher: 760 / 250 ms
-    findings = (html / "book" / "executed" / "findings.html").read_text()
-    assert "<table" in findings and "with a single seed on one side (no spread to judge by): <code" in findings
-    for preset in ("r18-pixel-middle", "mnv2-both", "r18-heo"):  # every row of Tables 1-3 is on it
-        assert preset in findings, preset
+    earlier = (html / "book" / "executed" / "earlier.html").read_text()
+    assert "cpu-standin-voclabels-teacher48" in earlier and "cpu-240" in earlier
     intro = (html / "book" / "intro.html").read_text()
     for name in RESULTS_PAGES:
         assert f'href="executed/{name}.html"' in intro, name
@@ -252,7 +247,8 @@ def test_performance_page_reads_the_benchmark_files():
     page = (index.parent / "book" / "executed" / "performance.html").read_text()
     files = sorted((REPO / "results" / "bench").glob("*.json"))
     assert files and all(f.name in page for f in files)
-    assert "<table" in page and "<img" in page and "ratio to plain student" in page and "agree with the fp32" in page
+    assert "<table" in page and "<img" in page and "ratio to plain student" in page and "fp32 self" in page
+    assert page.index("proposed ResNet-18 step costs") < page.index("Where the time of a step goes")  # answer first
 
 
 @pytest.mark.slow

@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 
 from paperkd.campaign import ensure_runs, plan
 from paperkd.errors import PaperkdError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_plan_puts_the_teacher_first_and_students_use_its_checkpoint(tmp_path):
@@ -102,3 +106,14 @@ def test_a_finished_run_of_another_reading_is_refused_not_reused(tmp_path, tiny_
     ensure_runs(["r18-none"], [0], pixel_variant="paper-mean", **settings)  # no pixel-wise term: nothing to differ
     with pytest.raises(PaperkdError, match="recipe='authors' \\(asked: 'paper'\\)"):
         ensure_runs(["r18-none"], [0], recipe="paper", **settings)  # another recipe is never reused
+
+
+def test_the_equal_compute_schedule_agrees_with_the_benchmark_it_was_sized_from():
+    from paperkd.bench_files import read_bench_file
+    from paperkd.config import SCALES
+
+    run = read_bench_file(REPO / "results" / "bench" / "cpu-65-b8-campaign.json")["cpu-65-b8-campaign.json"]
+    scale = SCALES["cpu"]
+    assert (run["size"], run["batch"]) == (scale["crop"], scale["batch_size"])
+    ratio = next(r for r in run["rows"] if r["preset"] == "r18-both")["ratio_to_student"]
+    assert scale["presets"]["r18-none-compute"]["epochs"] == round(scale["epochs"] * ratio)

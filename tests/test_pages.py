@@ -1,0 +1,174 @@
+"""The results pages (paperkd.pages): what each opens with, read from records a test writes, and how it is shown."""
+
+import json
+import shutil
+
+import nbformat
+import pytest
+import torch
+import yaml
+from test_report import make_record
+
+from paperkd import book
+from paperkd.pages import figure2, findings, table1, table3
+from paperkd.pages.answer import answer_markdown, comparison_table, pairs_in_paper_order
+from paperkd.pages.campaigns import campaign
+
+REPO = book.REPO
+CURVE = ((2.0, 0.30), (1.5, 0.40), (1.2, 0.45), (1.1, 0.46))  # (loss, mIoU) per epoch: +0.6 in the last quarter
+
+
+def write_campaign(folder, scores):
+    """{preset: [mIoU per seed]} as run records of a campaign folder."""
+    for preset, values in scores.items():
+        for seed, miou in enumerate(values):
+            make_record(folder, preset, seed, miou, epochs=CURVE[:-1] + ((1.0, miou),),
+                        config={"backbone": "resnet101" if preset == "teacher" else "resnet18"})
+
+
+SCORES = {"teacher": [0.50, 0.51, 0.52], "r18-none": [0.40, 0.41, 0.42], "r18-pixel": [0.43, 0.44, 0.45],
+          "r18-pair": [0.38, 0.42, 0.40], "r18-both": [0.30, 0.31, 0.32]}
+
+
+def test_the_table_shows_differences_from_the_plain_student_and_ranks_never_a_gap_to_voc(tmp_path):
+    write_campaign(tmp_path, SCORES)
+    source = campaign(tmp_path, table1.PAGE.rows)
+    table = comparison_table(source, table1.PAGE.paper, table1.PAGE.labels)
+    assert list(table.columns) == ["row", "paper mIoU", "paper vs plain", "ours mIoU", "ours vs plain",
+                                   "rank (paper / ours)"]
+    assert table.loc["r18-pixel", "paper vs plain"] == "+2.45"  # 69.04 - 66.59
+    assert table.loc["r18-pixel", "ours vs plain"] == "+3.00, above on every seed (p = 0.1)"
+    assert table.loc["r18-both", "ours vs plain"] == "-10.00, below on every seed (p = 0.1)"
+    assert table.loc["r18-pair", "ours vs plain"] == "-1.00, seeds overlap"
+    assert table.loc["teacher", "rank (paper / ours)"] == "1 / 1"
+    assert table.loc["r18-both", "rank (paper / ours)"] == "2 / 5"
+    assert table.loc["mnv2-none", "ours mIoU"] == "not run" and table.loc["mnv2-none", "rank (paper / ours)"] == "9 / "
+
+
+def test_the_answer_counts_rows_apart_and_pairs_in_the_papers_order(tmp_path):
+    write_campaign(tmp_path, SCORES)
+    text = answer_markdown(campaign(tmp_path, table1.PAGE.rows), table1.PAGE.paper)
+    assert "seeds 0, 1, 2. Of the 6 distilled rows against their plain student: 1 above on every seed, " \
+           "1 below on every seed, 1 seeds overlap; 3 not run." in text
+    assert "The paper (VOC) has all 6 above, by +0.64 to +2.62 points." in text
+    # teacher > pixel > none > pair > both in ours; the paper: teacher > both > pixel > pair > none
+    assert pairs_in_paper_order(campaign(tmp_path, table1.PAGE.rows).summary(table1.PAGE.rows)["miou_mean"],
+                                table1.PAGE.paper["miou"]) == (6, 10)
+    assert "6 of the 10 pairs of rows with runs are in the paper's order." in text
+
+
+def test_a_campaign_without_records_says_so_in_one_line(tmp_path):
+    text = answer_markdown(campaign(tmp_path / "missing", table1.PAGE.rows), table1.PAGE.paper)
+    assert "no records of these rows yet" in text and "missing" in text
+
+
+def test_table3_compares_each_loss_with_its_other_position(tmp_path):
+    write_campaign(tmp_path, {"r18-pixel": [0.5, 0.5, 0.5], "r18-pixel-middle": [0.4, 0.41, 0.42],
+                              "r18-pair": [0.3, 0.3, 0.3], "r18-pair-end": [0.3, 0.31, 0.29]})
+    source = campaign(tmp_path, table3.PAGE.rows)
+    table = comparison_table(source, table3.PAGE.paper, table3.PAGE.labels, table3.REFERENCES, "vs other position")
+    assert table.loc["r18-pixel", "paper vs other position"] == "+0.58"
+    assert table.loc["r18-pair", "paper vs other position"] == "-0.07"  # the paper's numbers against its text
+    assert table.loc["r18-pixel", "ours vs other position"].startswith("+9.00, above on every seed")
+    assert table.loc["r18-pixel-middle", "ours vs other position"] == ""
+
+
+class Constant(torch.nn.Module):
+    """Predicts class `label` everywhere."""
+
+    def __init__(self, label):
+        super().__init__()
+        self.label = label
+
+    def forward(self, x):
+        logits = torch.zeros(x.shape[0], 21, *x.shape[-2:])
+        logits[:, self.label] = 1
+        return logits
+
+
+def save_constant_predictions(folder, preset, label, root):
+    from paperkd.data import VOCSegmentation, val_transforms
+    from paperkd.saved_predictions import save_predictions
+
+    val = VOCSegmentation(root, "val", transforms=val_transforms(65, "short_side"))
+    save_predictions(Constant(label), val, folder / f"{preset}-s0", "cpu")
+
+
+def test_figure2_is_drawn_from_saved_predictions_alone(tmp_path, tiny_standin):
+    write_campaign(tmp_path, {"teacher": [0.5], "r18-none": [0.4], "r18-both": [0.45]})
+    for preset, label in (("teacher", 15), ("r18-none", 0)):
+        save_constant_predictions(tmp_path, preset, label, tiny_standin)
+    rows, notes = figure2.grid(tmp_path)
+    assert len(rows) == 4 and list(rows[0]) == ["image", "ground truth", "teacher (ResNet-101)", "student (ResNet-18)"]
+    assert (rows[0]["teacher (ResNet-101)"] == rows[0]["teacher (ResNet-101)"][0, 0]).all()  # one colour: class 15
+    assert not (rows[0]["teacher (ResNet-101)"] == rows[0]["student (ResNet-18)"]).all()
+    assert any("`r18-both-s0` saved no predictions" in n and "paperkd save-predictions" in n for n in notes)
+    shutil.rmtree(tmp_path / "teacher-s0" / "predictions")
+    (tmp_path / "r18-none-s0" / "predictions" / "manifest.json").write_text("{")
+    assert figure2.grid(tmp_path)[0] == []  # nothing readable: no figure, and each column says why
+
+
+def test_the_regime_targets_are_measured_from_the_records(tmp_path):
+    write_campaign(tmp_path, {"teacher": [0.50, 0.51, 0.52], "r18-none": [0.40, 0.41, 0.43],
+                              "mnv2-none": [0.30, 0.36, 0.33]})
+    table = findings.regime_targets(campaign(tmp_path, findings.ROWS)).set_index("target")
+    verdicts = dict(zip(table.index.str.split(" ").str[:3].str.join(" "), zip(table["measured"], table["verdict"])))
+    assert verdicts["teacher leads `r18-none`"] == ("+9.67; every seed above", "met")
+    assert verdicts["teacher leads `mnv2-none`"][1] == "met"
+    lead = {k: v for k, v in verdicts.items() if "convergence" in k or "near" in k}
+    assert lead and all(v[1] == "met" for v in lead.values())  # the last quarter adds at most 1 point
+    assert verdicts["`r18-none` seed std"] == ("1.53 (3 seeds)", "missed")
+    assert verdicts["`mnv2-none` seed std"][1] == "missed"
+    record = json.loads((tmp_path / "r18-none-s0" / "record.json").read_text())
+    assert findings.last_quarter_gain(record) == pytest.approx(100 * (0.40 - 0.45))  # epoch 4 minus epoch 3
+
+
+def test_every_code_cell_of_an_executed_page_is_hidden_but_kept(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A page"), nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(x)"), nbformat.v4.new_code_cell("y", metadata={"tags": ["remove-input"]})])
+    path = tmp_path / "page.ipynb"
+    nbformat.write(notebook, path)
+    book.hide_inputs(path)
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
+    assert tags == [[], ["parameters", "hide-input"], ["hide-input"], ["remove-input"]]
+
+
+@pytest.mark.slow
+def test_results_pages_open_with_their_answer_and_hide_their_code(tmp_path, tiny_standin, monkeypatch):
+    """Execute the table, Figure 2 and findings pages against a campaign written here, build them into a small book,
+    and read the HTML: each opens with its answer and table, shows its figure, folds its code and its provenance."""
+    main = tmp_path / "campaign"
+    write_campaign(main, {**SCORES, "mnv2-none": [0.30, 0.31, 0.32], "r18-kd": [0.41, 0.42, 0.44]})
+    for preset, label in (("teacher", 15), ("r18-none", 0), ("r18-both", 8)):
+        save_constant_predictions(main, preset, label, tiny_standin)
+    root = tmp_path / "book"
+    monkeypatch.setattr(book, "EXECUTED", root / "book" / "executed")
+    pages = ("table1", "figure2", "findings")
+    parameters = book.notebook_parameters(results=tmp_path / "none")
+    for name in pages:
+        extra = {"campaign": str(main)} if name == "figure2" else {"campaign": str(main),
+                                                                   "campaign_paper": str(tmp_path / "no-paper")}
+        book.execute_notebook(name, {**parameters, **extra}, progress=False)
+    (root / "notebooks").mkdir()
+    for name in pages:
+        shutil.copy(REPO / "notebooks" / f"{name}.py", root / "notebooks")
+    shutil.copy(REPO / "_config.yml", root)
+    (root / "intro.md").write_text("# Test book\n")
+    toc = {"format": "jb-book", "root": "intro", "chapters": [{"file": f"book/executed/{n}"} for n in pages]}
+    (root / "_toc.yml").write_text(yaml.safe_dump(toc))
+    html = book.build_html(progress=False, root=root).parent / "book" / "executed"
+    for name in pages:
+        page = (html / f"{name}.html").read_text()
+        body = page[page.index("<h1"):]
+        first_output = body[body.index('class="cell_output'):][:20000]
+        assert "main campaign, authors recipe" in first_output, name  # the answer comes first
+        assert body.count("tag_hide-input") >= 3, name  # every code cell folded
+        assert "tag_hide-output" in page or name == "figure2", name  # the provenance folded
+        assert "<img" in page, name
+    table1_page = (html / "table1.html").read_text()
+    assert "<table" in table1_page and "+3.00, above on every seed (p = 0.1)" in table1_page
+    assert "-47" not in table1_page  # no gap between a stand-in number and the paper's VOC number
+    figure = (html / "figure2.html").read_text()
+    assert "student + pixel + pair" in figure or "<img" in figure
+    assert "claims with runs of both rows" in (html / "findings.html").read_text()
