@@ -2,6 +2,7 @@
 deploys what that command writes."""
 
 import re
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -32,3 +33,14 @@ def test_workflow_builds_with_the_readme_command_and_deploys_the_html():
 def test_the_readme_command_builds_the_book_and_the_code_is_licensed():
     assert readme_book_command().endswith(".venv/bin/paperkd book")
     assert (REPO / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_the_citation_names_the_software_and_the_paper_it_reproduces():
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["type"] == "software"
+    assert citation["license"] == "MIT" and "MIT License" in (REPO / "LICENSE").read_text()
+    assert citation["version"] == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    article = next(r for r in citation["references"] if r["type"] == "article")
+    assert "pixel-wise and pair-wise" in article["title"] and "working title" in article["title"]
+    assert all(r["authors"] for r in citation["references"])  # the schema requires them
+    assert any(r.get("repository-code") == "https://github.com/AmirMansurian/AICSD" for r in citation["references"])
