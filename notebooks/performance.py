@@ -20,8 +20,9 @@
 # the ResNet-18 student: 250 ms without distillation, 740 ms with the proposed losses (2.96x). The floor for any
 # feature distillation is one student step plus one teacher forward without autograd; the losses themselves should
 # be nearly free. This page reads the files `paperkd bench --json` wrote (`results/bench`): per file, every method's
-# median step split into parts, its ratio to the plain student step and its overhead = step / (plain student step
-# + teacher forward) - 1. Rows of one file were measured side by side, round robin, so their ratios compare;
+# median step split into parts, its ratio to the plain student step, and its overhead: the step over the sum of the
+# plain student step and the teacher forward, minus 1. Rows of one file were measured side by side, round robin, so
+# their ratios compare;
 # absolute times from different files or devices do not. The targets: every method's overhead below 10 %; the
 # proposed step below the paper's 2.96x at crop 513, batch 6; a reduced-precision teacher agreeing with the fp32
 # one on at least 99.5 % of pixels; the step waiting on data less than 5 % of the time.

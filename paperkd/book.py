@@ -208,19 +208,21 @@ def execute_notebook(name: str, parameters: dict[str, Any], progress: bool = Tru
 
 
 HIDDEN = "hide-input"  # Jupyter Book shows the output and folds the code behind a "show code" toggle
-SHOWN = ("remove-input", "hide-input", "show-input")  # a cell tagged with one of these keeps its own choice
+REMOVED = "remove-input"  # the parameters cells: no output, and their values are under each page's provenance
+SHOWN = (REMOVED, HIDDEN, "show-input")  # a cell tagged with one of these keeps its own choice
+PARAMETER_TAGS = ("parameters", "injected-parameters")
 
 
 def hide_inputs(path: Path) -> None:
-    """Tag every code cell of an executed notebook `hide-input` (papermill's injected parameters cell too), so that
-    a page opens with its answers and a reader can still unfold the code that made them."""
+    """Tag every code cell of an executed notebook `hide-input`, so that a page opens with its answers and a reader
+    can still unfold the code that made them; the parameters cells (papermill's injected one too) `remove-input`."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
     for cell in notebook.cells:
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if cell.cell_type == "code" and not set(tags) & set(SHOWN):
-            tags.append(HIDDEN)
+            tags.append(REMOVED if set(tags) & set(PARAMETER_TAGS) else HIDDEN)
     nbformat.write(notebook, path)
 
 

@@ -226,7 +226,8 @@ def test_a_smoke_build_of_the_results_pages_reads_the_committed_records():
         outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
         assert not [o for o in outputs if o["output_type"] == "error"], name
         assert executed["metadata"]["papermill"]["parameters"]["scale"] == "smoke"
-        assert all("hide-input" in c["metadata"]["tags"] for c in executed["cells"] if c["cell_type"] == "code")
+        assert all({"hide-input", "remove-input"} & set(c["metadata"]["tags"])
+                   for c in executed["cells"] if c["cell_type"] == "code")
         page = (html / "book" / "executed" / f"{name}.html").read_text()
         assert "synthetic stand-in (NOT Pascal VOC)" in page and "paperkd git commit" in page, name
         if name.startswith("table") or name == "earlier":

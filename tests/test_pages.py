@@ -113,12 +113,12 @@ def test_the_regime_targets_are_measured_from_the_records(tmp_path):
                               "mnv2-none": [0.30, 0.36, 0.33]})
     table = findings.regime_targets(campaign(tmp_path, findings.ROWS)).set_index("target")
     verdicts = dict(zip(table.index.str.split(" ").str[:3].str.join(" "), zip(table["measured"], table["verdict"])))
-    assert verdicts["teacher leads `r18-none`"] == ("+9.67; every seed above", "met")
-    assert verdicts["teacher leads `mnv2-none`"][1] == "met"
+    assert verdicts["teacher leads r18-none"] == ("+9.67; every seed above", "met")
+    assert verdicts["teacher leads mnv2-none"][1] == "met"
     lead = {k: v for k, v in verdicts.items() if "convergence" in k or "near" in k}
     assert lead and all(v[1] == "met" for v in lead.values())  # the last quarter adds at most 1 point
-    assert verdicts["`r18-none` seed std"] == ("1.53 (3 seeds)", "missed")
-    assert verdicts["`mnv2-none` seed std"][1] == "missed"
+    assert verdicts["r18-none seed std"] == ("1.53 (3 seeds)", "missed")
+    assert verdicts["mnv2-none seed std"][1] == "missed"
     record = json.loads((tmp_path / "r18-none-s0" / "record.json").read_text())
     assert findings.last_quarter_gain(record) == pytest.approx(100 * (0.40 - 0.45))  # epoch 4 minus epoch 3
 
@@ -131,7 +131,7 @@ def test_every_code_cell_of_an_executed_page_is_hidden_but_kept(tmp_path):
     nbformat.write(notebook, path)
     book.hide_inputs(path)
     tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
-    assert tags == [[], ["parameters", "hide-input"], ["hide-input"], ["remove-input"]]
+    assert tags == [[], ["parameters", "remove-input"], ["hide-input"], ["remove-input"]]
 
 
 @pytest.mark.slow
@@ -163,7 +163,7 @@ def test_results_pages_open_with_their_answer_and_hide_their_code(tmp_path, tiny
         body = page[page.index("<h1"):]
         first_output = body[body.index('class="cell_output'):][:20000]
         assert "main campaign, authors recipe" in first_output, name  # the answer comes first
-        assert body.count("tag_hide-input") >= 3, name  # every code cell folded
+        assert body.count("tag_hide-input") >= 2 and "tag_remove-input" in body, name  # code folded, parameters gone
         assert "tag_hide-output" in page or name == "figure2", name  # the provenance folded
         assert "<img" in page, name
     table1_page = (html / "table1.html").read_text()

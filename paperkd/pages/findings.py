@@ -67,6 +67,7 @@ def could_it_help(folders: Mapping[str, str] | None = None) -> None:
     controls = {"r18-kd": "r18-none", "r18-both": "r18-none-compute", "r18-none-compute": "r18-none"}
     for source in sources(folders):
         if not len(source.runs):
+            show(f"**{source.label}**: no records yet in `{source.folder}`.")
             continue
         versus = separation.versus(source.runs, controls, diverged=source.diverged)
         lines = [f"- `{row}` against `{ref}`: {versus_cell(versus.loc[row]) or 'not run'} ({EXTRA_ROWS.get(row, '')})"
@@ -95,19 +96,19 @@ def regime_targets(source: Source, budget_folders: Iterable[str] = ()) -> pd.Dat
         if len(teacher) and len(scores):
             lead = teacher.mean() - scores.mean()
             apart = teacher.min() > scores.max()
-            rows.append((f"teacher leads `{plain}` by ≥ {TEACHER_LEAD:g} points, every seed above every seed",
+            rows.append((f"teacher leads {plain} by ≥ {TEACHER_LEAD:g} points, every seed above every seed",
                          f"{lead:+.2f}; {'every seed above' if apart else 'seeds overlap'}",
                          "met" if lead >= TEACHER_LEAD and apart else "missed"))
         else:
-            rows.append((f"teacher leads `{plain}` by ≥ {TEACHER_LEAD:g} points", "no runs", "not yet"))
+            rows.append((f"teacher leads {plain} by ≥ {TEACHER_LEAD:g} points", "no runs", "not yet"))
         records = list(runs[runs["preset"] == plain]["record"]) if len(runs) else []
         gains = [g for g in map(last_quarter_gain, records) if not math.isnan(g)]
         gain = sum(gains) / len(gains) if gains else math.nan
-        rows.append((f"`{plain}` near convergence: the last quarter of its epochs adds < {LAST_QUARTER_GAIN:g}",
+        rows.append((f"{plain} near convergence: the last quarter of its epochs adds < {LAST_QUARTER_GAIN:g}",
                      "no runs" if not gains else f"{gain:+.2f} (mean of {len(gains)} seeds)",
                      "not yet" if not gains else ("met" if gain < LAST_QUARTER_GAIN else "missed")))
         std = scores.std(ddof=1) if len(scores) > 1 else math.nan
-        rows.append((f"`{plain}` seed std ≤ {SEED_STD:g}", "fewer than 2 seeds" if math.isnan(std) else
+        rows.append((f"{plain} seed std ≤ {SEED_STD:g}", "fewer than 2 seeds" if math.isnan(std) else
                      f"{std:.2f} ({len(scores)} seeds)",
                      "not yet" if math.isnan(std) else ("met" if std <= SEED_STD else "missed")))
     hours = campaign_hours([source.folder, *budget_folders])
@@ -136,7 +137,7 @@ def pilot_table(folder: str | Path) -> pd.DataFrame:
                      "train / val images": f"{r['data']['train_images']} / {r['data']['val_images']}",
                      "mIoU": f"{100 * r['selected']['miou']:.2f}" if r.get("selected") else "",
                      "last quarter added": f"{last_quarter_gain(r):+.2f}",
-                     "min per epoch": f"{sorted(minutes)[len(minutes) // 2]:.1f}"})
+                     "minutes per epoch (median)": f"{sorted(minutes)[len(minutes) // 2]:.1f}"})
     return pd.DataFrame(rows)
 
 

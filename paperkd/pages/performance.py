@@ -81,20 +81,17 @@ def rows_table(run: dict) -> pd.DataFrame:
 
 def targets_row(name: str, run: dict) -> dict:
     """One line per benchmark file: the device, the teacher switches, and each target's measured number."""
-    s = run["settings"]
     distilling = [r for r in run["rows"] if r["kind"] == "distill_step"]
     worst = max(distilling, key=lambda r: r["overhead"], default=None)
     proposed = next((r for r in distilling if r["preset"] == "r18-both"), None)
     agreement = run.get("teacher_agreement") or {}
-    return {
-        "file": name, "device": run["device"], "input": f"{run['size']} / b{run['batch']}",
-        "teacher": ", ".join(x for x in (s["teacher_dtype"], "channels_last" * bool(s["channels_last"]),
-                                         "compiled" * bool(s["compile_teacher"])) if x),
+    return {  # the file name says the device, input and teacher switches; `describe` spells them out
+        "file": name.removesuffix(".json"),
         "proposed ratio (paper 2.96)": proposed["ratio_to_student"] if proposed else None,
         "proposed overhead": proposed["overhead"] if proposed else None,
-        "largest overhead": f"{100 * worst['overhead']:+.1f} % ({worst['method']})" if worst else "",
-        "methods under 10 %": f"{sum(r['overhead'] < 0.10 for r in distilling)} of {len(distilling)}",
-        "agreement": agreement.get("fraction"),
+        "largest overhead": f"{100 * worst['overhead']:+.1f} % ({worst['preset']})" if worst else "",
+        "under 10 %": f"{sum(r['overhead'] < 0.10 for r in distilling)} of {len(distilling)}",
+        "teacher agreement": agreement.get("fraction"),
         "data wait": run.get("data_wait_fraction"),
     }
 
@@ -108,7 +105,7 @@ def targets_table(bench: Bench) -> pd.io.formats.style.Styler:
     reduced-precision teacher, data wait."""
     table = pd.DataFrame([targets_row(n, bench.runs[n]) for n in bench.main]).set_index("file")
     return (table.style.format(precision=2, na_rep="").format(percent, subset=["proposed overhead"])
-            .format(lambda v: percent(v, False, 2), subset=["agreement"])
+            .format(lambda v: percent(v, False, 2), subset=["teacher agreement"])
             .format(lambda v: percent(v, False), subset=["data wait"]))
 
 
