@@ -49,3 +49,9 @@ figure2.answer(campaign)
 
 # %%
 figure2.smoke_check(results, seeds)
+
+# %% [markdown]
+# ## Where the numbers come from
+
+# %% tags=["hide-output"]
+figure2.provenance(results, campaign)

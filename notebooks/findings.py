@@ -23,6 +23,9 @@
 # sign-flip test on the paired differences (`paperkd.claims`): it assumes only that, without a real difference, each
 # pair's difference is as likely to be d as -d. A verdict needs p ≤ 0.1, and with n pairs p can be no smaller than
 # 2^(1-n), so no claim can be decided with fewer than 5 seeds; "seeds needed" estimates how many would decide it.
+# Beside it, the unpaired rule of the table pages: every seed of one row above every seed of the other, which 3 seeds
+# against 3 pass by chance with p = 0.1. The two are different tests of the same question; the verdict is the
+# paired one, chosen before the runs because the campaign pairs its seeds.
 
 # %% tags=["parameters"]
 # The build's parameters (`paperkd book` passes them; papermill -p overrides any). This page only reads records.

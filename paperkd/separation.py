@@ -102,44 +102,6 @@ def plain_references(presets: Iterable[str], teacher_reference: str = "r18-none"
     return references
 
 
-def versus_text(row: Mapping) -> str:
-    """A table cell: '-5.91, lower (p = 0.1)', '+0.30, seeds overlap', '+1.20, too few seeds', 'diverged', or ''
-    without runs."""
-    if row["verdict"] == NO_RUNS:
-        return ""
-    if row["verdict"] == DIVERGED:
-        return DIVERGED
-    p = f" (p = {row['p']:.2g})" if not math.isnan(row["p"]) else ""
-    return f"{row['delta']:+.2f}, {row['verdict']}{p}"
-
-
-def versus_column(table: pd.DataFrame, index: Iterable[str]) -> pd.Series:
-    """`versus_text` of every row of a `versus` table, in the order of `index` ('' for rows it does not compare)."""
-    texts = pd.Series({preset: versus_text(row) for preset, row in table.iterrows()}, dtype=object)
-    return texts.reindex(list(index)).fillna("")
-
-
-def separation_markdown(label: str, table: pd.DataFrame) -> str:
-    """One paragraph per source: which rows lie apart from their reference over all seeds, which do not, and how many
-    separations chance alone would give among the comparisons that had enough seeds."""
-    judged = table[table["verdict"] != NO_RUNS]
-    if judged.empty:
-        return f"**{label}**: no row has runs on both sides of a comparison."
-    apart = judged["verdict"].isin((HIGHER, LOWER))
-    groups = {
-        "apart from their reference (every seed above or below every seed of it)": judged[judged["evidence"]],
-        "apart, but with too few seeds to be evidence": judged[apart & ~judged["evidence"]],
-        "seeds overlapping their reference's (not evidence of a difference)": judged[judged["verdict"] == OVERLAP],
-        "with a single seed on one side (no spread to judge by)": judged[judged["verdict"] == TOO_FEW],
-        "diverged (no finished run on one side)": judged[judged["verdict"] == DIVERGED],
-    }
-    parts = [f"{what}: " + ", ".join(f"`{p}` {r['delta']:+.2f} vs `{r['reference']}`" if r["verdict"] != DIVERGED
-                                     else f"`{p}` vs `{r['reference']}`" for p, r in rows.iterrows())
-             for what, rows in groups.items() if len(rows)]
-    text = f"**{label}**: " + "; ".join(parts) + "."
-    return text + chance_sentence(judged)
-
-
 def chance_sentence(table: pd.DataFrame) -> str:
     """' Of the N comparisons with enough seeds, K are apart; if no row really differed from its reference, about E
     would be apart by chance ...', computed from a `versus` table ('' when no comparison has enough seeds)."""
@@ -159,5 +121,5 @@ def chance_sentence(table: pd.DataFrame) -> str:
 
 
 __all__ = ["HIGHER", "LOWER", "OVERLAP", "TOO_FEW", "DIVERGED", "NO_RUNS", "EVIDENCE_P", "seed_scores",
-           "separation_p", "separation", "enough_seeds", "is_evidence", "versus", "plain_references", "versus_text",
-           "versus_column", "separation_markdown", "chance_sentence"]
+           "separation_p", "separation", "enough_seeds", "is_evidence", "versus", "plain_references",
+           "chance_sentence"]

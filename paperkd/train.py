@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,8 +244,12 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
 
     # -- predictions and record ---------------------------------------------------------------------------------------
     selected = selected_result(run_dir, cfg, done) if ddp.main else None
-    if ddp.main:  # the reported weights' predictions for the book's figure, before the record: a record implies them
-        save_checkpoint_predictions(selected["checkpoint"] if selected else ckpt_path, val_set, run_dir, device)
+    if ddp.main:  # the reported weights' predictions for the book's figure, before the record
+        try:
+            save_checkpoint_predictions(selected["checkpoint"] if selected else ckpt_path, val_set, run_dir, device)
+        except (OSError, RuntimeError, ValueError) as error:  # a figure is not worth the record of a long run
+            warnings.warn(f"{cfg.name}: predictions not saved ({type(error).__name__}: {error}); the record is "
+                          f"written anyway, and `paperkd save-predictions {run_dir}` writes them later", stacklevel=1)
     record = build_record(cfg, done, environment, data, timer, student, run_dir, selected, teacher_id)
     if ddp.main:
         write_record(run_dir / RECORD_NAME, record)

@@ -152,6 +152,8 @@ def test_a_student_record_names_its_teacher_and_every_record_its_own_checkpoint(
 
 def test_tables_flag_cells_that_distilled_from_another_teacher(tmp_path):
     from paperkd import report
+    from paperkd.pages.answer import comparison_table
+    from paperkd.pages.campaigns import campaign
     from paperkd.paper_results import paper_table
     from test_report import make_record
 
@@ -170,7 +172,8 @@ def test_tables_flag_cells_that_distilled_from_another_teacher(tmp_path):
     summary = report.summarise(runs, ["teacher", "r18-pixel", "r18-pair"], teacher=report.expected_teacher(folder))
     assert summary.loc["r18-pixel", "teacher_flag"] == "other teacher (1 of 2 runs)"
     assert summary.loc["r18-pair", "teacher_flag"] == "" and summary.loc["teacher", "teacher_flag"] == ""
-    cells = report.compare_with_paper(summary, paper_table("table1"), label="c")["c (mean ± std)"]
+    cells = comparison_table(campaign(folder, ["teacher", "r18-pixel", "r18-pair"]), paper_table("table1"),
+                             {})["ours mIoU"]
     assert cells["r18-pixel"].endswith("⚠ other teacher (1 of 2 runs)") and "⚠" not in cells["r18-pair"]
     text = report.sources_markdown("c", runs, folder)
     assert "another teacher" in text and "`r18-pixel-s1`" in text and "`r18-pixel-s0`" not in text

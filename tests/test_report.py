@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from paperkd import report  # noqa: E402
 from paperkd.config import RECIPES, TABLE_ROWS  # noqa: E402
 from paperkd.errors import ConfigError  # noqa: E402
+from paperkd.pages.answer import comparison_table  # noqa: E402
+from paperkd.pages.campaigns import Source, campaign  # noqa: E402
 from paperkd.paper_results import TABLE1, TABLE2, TABLE3, paper_table  # noqa: E402
 from paperkd.records import load_records, write_record  # noqa: E402
 
@@ -109,42 +111,14 @@ def test_diverged_runs_are_counted_and_shown(runs):
     summary = report.summarise(runs, ["r18-none", "r18-pixel"], diverged=["r18-pixel-s0", "r18-pixel-s1",
                                                                             "r18-none-s2"])
     assert summary["diverged"].tolist() == [1, 2]
-    compared = report.compare_with_paper(summary, paper_table("table1").loc[["r18-none", "r18-pixel"]])
-    assert compared["ours (mean ± std)"].tolist() == ["62.00 ± 2.83 (n=2, 1 diverged)", "diverged (n=2)"]
-    fig = report.plot_miou_bars({"ours": summary}, ["r18-none", "r18-pixel"])
-    assert [t.get_text() for t in fig.axes[0].texts] == ["62.0", "diverged"]
-    plt.close(fig)
+    source = Source("ours", "runs/x", runs, {n: f"{n}: nan" for n in ("r18-pixel-s0", "r18-pixel-s1", "r18-none-s2")})
+    table = comparison_table(source, paper_table("table1").loc[["r18-none", "r18-pixel"]], {})
+    assert table["ours mIoU"].tolist() == ["62.00 ± 2.83 (n=2, 1 diverged)", "diverged (n=2)"]
+    assert table.loc["r18-pixel", "ours vs plain"] == "diverged"
     text = report.sources_markdown("ours (stand-in, smoke)", runs, "runs/x",
                                    {"r18-pixel-s0": "r18-pixel-s0: loss term pixel became nan at iteration 5"})
     assert "**ours (stand-in, smoke)**, run records in `runs/x`" in text
     assert "- `r18-pixel-s0`: loss term pixel became nan at iteration 5" in text
-
-
-def test_compare_with_paper_gives_gap_in_points(runs):
-    summary = report.summarise(runs, TABLE_ROWS["table1"])
-    compared = report.compare_with_paper(summary, paper_table("table1"), label="ours (stand-in, smoke)")
-    assert list(compared.columns) == ["paper", "ours (stand-in, smoke) (mean ± std)", "gap"]
-    assert list(compared.index) == TABLE_ROWS["table1"]
-    assert compared.loc["r18-none", "paper"] == 66.59
-    assert compared.loc["r18-none", "gap"] == pytest.approx(62.0 - 66.59)
-    assert compared.loc["r18-none", "ours (stand-in, smoke) (mean ± std)"] == "62.00 ± 2.83 (n=2)"
-    assert compared.loc["r18-both", "gap"] == pytest.approx(70.0 - 69.21)
-    assert compared.loc["teacher", "ours (stand-in, smoke) (mean ± std)"] == "not run"
-    assert math.isnan(compared.loc["teacher", "gap"])
-
-
-def test_time_ratio_to_the_student_without_distillation():
-    ratios = report.time_ratio(paper_table("table2")["time_ms"], "r18-none")
-    assert ratios["r18-none"] == 1.0
-    assert ratios["teacher"] == pytest.approx(760 / 250) and ratios["r18-both"] == pytest.approx(740 / 250)
-    assert report.time_ratio(paper_table("table2")["time_ms"].drop("r18-none"), "r18-none").isna().all()
-
-
-def test_time_breakdown_names_the_parts_and_keeps_the_total(runs):
-    breakdown = report.time_breakdown(report.summarise(runs, ["r18-none", "r18-both"]))
-    assert list(breakdown.columns) == ["data", "teacher forward", "student forward", "losses", "backward + step",
-                                       "total"]
-    assert breakdown.loc["r18-both"].tolist() == pytest.approx([1.0, 30.0, 10.0, 5.0, 20.0, 66.0])
 
 
 # -- where the numbers come from --------------------------------------------------------------------------------------
@@ -166,7 +140,7 @@ def test_data_label_never_calls_a_standin_voc(tmp_path):
     assert "short side 80" in text
 
 
-def test_campaign_columns_name_device_and_reading_and_never_collide(tmp_path):
+def test_campaign_labels_name_device_and_reading(tmp_path):
     cpu, gpu, mean = tmp_path / "cpu", tmp_path / "gpu", tmp_path / "paper-mean"
     pixel = {"pixel": 100.0, "pixel_variant": "authors"}
     make_record(cpu, "r18-pixel", 0, 0.2, scale="cpu", config=pixel)
@@ -175,26 +149,14 @@ def test_campaign_columns_name_device_and_reading_and_never_collide(tmp_path):
     (mean / "r18-both-s0").mkdir()
     (mean / "r18-both-s0" / "diverged.json").write_text(json.dumps({"message": "r18-both-s0: pixel is inf"}))
     make_record(mean, "r18-both", 1, 0.03, scale="cpu", config={**pixel, "pixel_variant": "paper-mean"})
-    found = {str(f): load_records(f) for f in (cpu, gpu, mean)} | {str(tmp_path / "missing"): load_records(cpu)[:0]}
-    sources = report.label_sources(load_records(cpu)[:0], "runs", {}, found, asked_for=("standin", "smoke"))
-    assert list(sources) == ["ours (stand-in, smoke)", "campaign (stand-in, cpu, CPU, recipe authors)",
-                             "campaign (stand-in, gpu, NVIDIA H100 80GB HBM3, recipe authors)",
-                             "campaign (stand-in, cpu, CPU, recipe authors, pixel-wise reading paper-mean)"]
-    runs, folder, failed = sources["campaign (stand-in, cpu, CPU, recipe authors, pixel-wise reading paper-mean)"]
-    assert folder == str(mean) and failed == {"r18-both-s0": "r18-both-s0: pixel is inf"}  # the campaign's own
-    assert "missing" in report.no_campaign_markdown(tmp_path / "missing")
-    # a page without the r18-both row does not list its divergence
-    only_pixel = report.label_sources(load_records(cpu)[:0], "runs", {}, found, asked_for=("standin", "smoke"),
-                                      presets=["r18-pixel"])
-    assert only_pixel["campaign (stand-in, cpu, CPU, recipe authors, pixel-wise reading paper-mean)"][2] == {}
-    # two folders that would share a label both stay, the second named by its folder
-    twin = tmp_path / "cpu-again"
-    make_record(twin, "r18-pixel", 1, 0.25, scale="cpu", config=pixel)
-    both = report.label_sources(load_records(cpu)[:0], "runs", {}, {str(cpu): load_records(cpu),
-                                                                     str(twin): load_records(twin)},
-                                asked_for=("standin", "smoke"))
-    assert list(both)[1:] == ["campaign (stand-in, cpu, CPU, recipe authors)",
-                              "campaign (stand-in, cpu, CPU, recipe authors; cpu-again)"]
+    rows = ["r18-pixel", "r18-both"]
+    labels = [campaign(f, rows, name="campaign").label for f in (cpu, gpu, mean)]
+    assert labels == ["campaign (stand-in, cpu, CPU, recipe authors)",
+                      "campaign (stand-in, gpu, NVIDIA H100 80GB HBM3, recipe authors)",
+                      "campaign (stand-in, cpu, CPU, recipe authors, pixel-wise reading paper-mean)"]
+    assert campaign(mean, rows).diverged == {"r18-both-s0": "r18-both-s0: pixel is inf"}  # the campaign's own
+    assert campaign(mean, ["r18-pixel"]).diverged == {}  # a page without the r18-both row does not list it
+    assert campaign(tmp_path / "missing", rows).label == "main campaign (no records yet)"
 
 
 def test_records_from_before_the_recipes_are_labelled_for_what_they_ran(tmp_path):
@@ -218,29 +180,12 @@ def test_campaigns_differing_only_in_their_teacher_are_labelled_by_its_schedule(
     # a folder of students alone names the teacher they distil from, read beside its checkpoint
     make_record(students, "r18-both", 0, 0.2, scale="cpu", config={"teacher": str(long / "teacher-s0" / "x.pt")})
     make_record(students, "r18-none", 0, 0.2, scale="cpu")
-    found = {str(f): load_records(f)[lambda d: d["preset"] != "teacher"] for f in (short, long, students)}
-    sources = report.label_sources(load_records(short)[:0], "runs", {}, found, asked_for=("standin", "smoke"))
-    assert list(sources)[1:] == ["campaign (stand-in, cpu, teacher 24 epochs, CPU, recipe authors)",
-                                 "campaign (stand-in, cpu, teacher 48 epochs, CPU, recipe authors)",
-                                 "campaign (stand-in, cpu, teacher 48 epochs, CPU, recipe authors; students)"]
+    rows = ["r18-both", "r18-none"]
+    assert [campaign(f, rows, name="c").label for f in (short, long, students)] == [
+        "c (stand-in, cpu, teacher 24 epochs, CPU, recipe authors)",
+        "c (stand-in, cpu, teacher 48 epochs, CPU, recipe authors)",
+        "c (stand-in, cpu, teacher 48 epochs, CPU, recipe authors)"]
     assert report.teacher_label(tmp_path / "gone", load_records(students)[lambda d: d["preset"] == "r18-none"]) == ""
-
-
-def test_table_sources_reads_finished_runs_and_names_empty_campaigns(tmp_path):
-    ours, cpu = tmp_path / "ours", tmp_path / "cpu"
-    for preset in TABLE_ROWS["table3"]:
-        make_record(ours, preset, 0, 0.5)
-    make_record(cpu, "r18-pixel", 0, 0.2, scale="cpu")
-    sources, missing = report.table_sources(TABLE_ROWS["table3"], [0], campaigns=[cpu, tmp_path / "gone"],
-                                            results=str(ours), dataset="standin", scale="smoke")
-    ours_label = "ours (stand-in, smoke, recipe authors)"
-    assert list(sources) == [ours_label, "campaign (stand-in, cpu, CPU, recipe authors)"]  # nothing was trained
-    assert len(sources[ours_label][0]) == 4 and missing == [str(tmp_path / "gone")]
-    text = report.provenance_markdown(sources, missing)
-    assert str(ours) in text and str(cpu) in text and "**No campaign records** in `" + str(tmp_path / "gone") in text
-    empty, _ = report.table_sources(["r18-none"], [0], campaigns=[], results=str(tmp_path / "none"),
-                                    dataset="standin", scale="smoke", recipe="paper")
-    assert list(empty) == ["ours (stand-in, smoke, recipe paper)"] and not (tmp_path / "none").exists()  # read only
 
 
 def test_teacher_margin_says_when_a_column_cannot_show_a_gain(tmp_path):
@@ -289,12 +234,6 @@ def test_describe_data_reads_everything_from_the_records(runs):
     assert report.describe_data(runs.iloc[:0]) == "No run records."
 
 
-def test_checkpoint_path_is_found_beside_the_record_or_reported_missing(runs):
-    rows = {r["run_name"]: r for _, r in runs.iterrows()}
-    assert report.checkpoint_path(rows["r18-both-s0"]).name == "checkpoint.pt"
-    assert report.checkpoint_path(rows["r18-none-s0"]) is None
-
-
 def test_epoch_history_is_one_row_per_epoch_with_miou_in_percent(runs):
     history = report.epoch_history(runs)
     assert len(history) == 6
@@ -304,29 +243,6 @@ def test_epoch_history_is_one_row_per_epoch_with_miou_in_percent(runs):
 
 
 # -- plots ------------------------------------------------------------------------------------------------------------
-
-def test_miou_bars_one_panel_per_source_with_error_bars(runs):
-    summary = report.summarise(runs, ["r18-none", "r18-both"])
-    fig = report.plot_miou_bars({"ours": summary}, ["r18-none", "r18-both"],
-                                paper=paper_table("table1")["miou"])
-    paper_ax, ours_ax = fig.axes
-    assert [p.get_width() for p in paper_ax.patches] == pytest.approx([66.59, 69.21])
-    assert [p.get_width() for p in ours_ax.patches] == pytest.approx([62.0, 70.0])
-    assert len(ours_ax.collections) == 1  # the error bars (std) of our runs; the paper's panel has none
-    assert not paper_ax.collections
-    plt.close(fig)
-
-
-def test_time_breakdown_bars_are_stacked(runs):
-    summary = report.summarise(runs, ["r18-none", "r18-both"])
-    fig = report.plot_time_breakdown(summary, ["r18-none", "r18-both"])
-    bars = fig.axes[0].patches
-    assert len(bars) == 5 * 2  # five parts, two presets
-    both = [b for b in bars if b.get_y() > 0.5]  # second row
-    assert [b.get_x() for b in both] == pytest.approx([0.0, 1.0, 31.0, 41.0, 46.0])  # each part starts at the sum
-    assert both[-1].get_x() + both[-1].get_width() == pytest.approx(66.0)
-    plt.close(fig)
-
 
 def test_seed_scores_dot_every_seed_and_colour_rows_apart_from_their_plain_student(tmp_path):
     for seed, (none, pixel, pair) in enumerate([(0.21, 0.12, 0.20), (0.23, 0.17, 0.22), (0.22, 0.19, 0.235)]):

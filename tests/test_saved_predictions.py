@@ -280,3 +280,17 @@ def test_cli_errors_name_the_run_and_write_nothing(best_run, tmp_path, capsys):
         shutil.copy(run / name, good)
     refused(str(good), str(empty))  # every folder is checked before anything is written
     assert not (good / "predictions").exists()
+
+
+def test_a_run_whose_predictions_cannot_be_saved_still_writes_its_record(tmp_path, tiny_standin, monkeypatch):
+    import paperkd.train
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(paperkd.train, "save_checkpoint_predictions", full_disk)
+    with pytest.warns(UserWarning, match="predictions not saved .*No space left.*`paperkd save-predictions "):
+        record = paperkd.train.train(resolve("r18-none", "smoke", data_root=str(tiny_standin), out=str(tmp_path),
+                                             max_train_images=8, max_val_images=4, epochs=1), progress=False)
+    assert (tmp_path / record["run_name"] / "record.json").is_file()
+    assert not has_predictions(tmp_path / record["run_name"])

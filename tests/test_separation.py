@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from paperkd import separation as sep
+from paperkd.pages.answer import versus_cell
 
 
 def runs_of(scores: dict[str, list[float]]) -> pd.DataFrame:
@@ -55,19 +56,12 @@ def test_versus_gives_delta_verdict_p_and_evidence():
     assert both["verdict"] == sep.HIGHER and both["p"] == pytest.approx(0.2) and not both["evidence"]
     assert table.loc["r18-gat", "verdict"] == sep.TOO_FEW and not table.loc["r18-gat", "evidence"]
     assert table.loc["r18-heo", "verdict"] == sep.NO_RUNS and math.isnan(table.loc["r18-heo", "delta"])
-    assert sep.versus_text(pixel) == "-6.00, lower (p = 0.1)"
-    assert sep.versus_text(table.loc["r18-pair"]) == "-1.00, seeds overlap"
-    assert sep.versus_text(table.loc["r18-heo"]) == ""
-    text = sep.separation_markdown("cpu", table)
-    assert "apart from their reference" in text and "`r18-pixel` -6.00 vs `r18-none`" in text
-    assert "too few seeds to be evidence: `r18-both` +2.50" in text
-    assert "seeds overlapping their reference's (not evidence of a difference): `r18-pair` -1.00" in text
-    assert "single seed on one side (no spread to judge by): `r18-gat`" in text
-    assert "r18-heo" not in text
+    assert versus_cell(pixel) == "-6.00, below on every seed (p = 0.1)"
+    assert versus_cell(table.loc["r18-pair"]) == "-1.00, seeds overlap"
+    assert versus_cell(table.loc["r18-heo"]) == ""
     # two comparisons have 3 seeds on both sides (pixel, pair), one of them apart; chance alone: 2 x 0.1
+    text = sep.chance_sentence(table)
     assert "Of the 2 comparisons with enough seeds, 1 is apart" in text and "about 0.2 would be apart" in text
-    column = sep.versus_column(table, ["r18-none", "r18-pixel", "r18-heo"])
-    assert list(column) == ["", "-6.00, lower (p = 0.1)", ""]  # in the asked order, '' where nothing is compared
 
 
 def test_plain_references_map_students_to_their_backbone_and_the_teacher_to_r18():
@@ -75,27 +69,17 @@ def test_plain_references_map_students_to_their_backbone_and_the_teacher_to_r18(
     assert refs == {"teacher": "r18-none", "r18-pixel": "r18-none", "mnv2-both": "mnv2-none"}
 
 
-def test_separation_markdown_without_runs():
-    table = sep.versus(runs_of({}), {"r18-pixel": "r18-none"})
-    assert sep.separation_markdown("gpu", table) == "**gpu**: no row has runs on both sides of a comparison."
-
-
 def test_diverged_rows_and_missing_values_are_named_not_dropped():
     runs = runs_of({"r18-none": [21.0, 22.0, float("nan")], "r18-pair": [20.0, 20.5, 21.5]})
     assert list(sep.seed_scores(runs, "r18-none")) == [21.0, 22.0]  # a NaN mIoU is not a score
     table = sep.versus(runs, {"r18-pixel": "r18-none", "r18-pair": "r18-none", "mnv2-pixel": "mnv2-none"},
                        diverged=["r18-pixel-s0", "r18-pixel-s1", "mnv2-none-s0"])
-    assert table.loc["r18-pixel", "verdict"] == sep.DIVERGED and sep.versus_text(table.loc["r18-pixel"]) == "diverged"
+    assert table.loc["r18-pixel", "verdict"] == sep.DIVERGED and versus_cell(table.loc["r18-pixel"]) == "diverged"
     assert table.loc["mnv2-pixel", "verdict"] == sep.DIVERGED  # its reference diverged
     assert table.loc["r18-pair", "verdict"] == sep.OVERLAP and table.loc["r18-pair", "m"] == 2
-    text = sep.separation_markdown("cpu", table)
-    assert "diverged (no finished run on one side): `r18-pixel` vs `r18-none`, `mnv2-pixel` vs `mnv2-none`" in text
-    assert "with enough seeds" not in text  # 3 against 2 seeds: never enough
+    assert sep.chance_sentence(table) == ""  # 3 against 2 seeds: never enough
     single = runs_of({"r18-none": [21.0, 22.0, 23.0], "r18-both": [18.0, 19.0, 20.0]})
-    one = sep.separation_markdown("cpu", sep.versus(single, {"r18-both": "r18-none"}))
+    one = sep.chance_sentence(sep.versus(single, {"r18-both": "r18-none"}))
     assert "The one comparison with enough seeds is apart; if no row" in one and "about 0.1 would be" in one
 
 
-def test_versus_column_of_an_empty_comparison_is_a_column_of_blanks():
-    table = sep.versus(runs_of({"r18-none": [20.0]}), {})
-    assert list(sep.versus_column(table, ["teacher", "r18-none"])) == ["", ""]

@@ -36,12 +36,19 @@ def ranks(values: pd.Series) -> pd.Series:
     return values.rank(ascending=False, method="min")
 
 
+def backbone(preset: str) -> str:
+    return preset.split("-")[0]
+
+
 def pairs_in_paper_order(ours: pd.Series, paper: pd.Series) -> tuple[int, int]:
-    """(how many pairs of rows we order as the paper does, how many pairs both have a number for); ties on either
-    side are not counted as agreeing."""
-    both = [p for p in paper.index if not math.isnan(ours.get(p, math.nan)) and not math.isnan(paper[p])]
-    agree = sum((ours[a] - ours[b]) * (paper[a] - paper[b]) > 0 for a, b in itertools.combinations(both, 2))
-    return int(agree), math.comb(len(both), 2)
+    """(how many pairs of student rows of one backbone we order as the paper does, how many such pairs both have a
+    number for). The teacher and pairs across backbones are left out: they agree almost by construction. Ties on
+    either side do not count as agreeing."""
+    both = [p for p in paper.index if p != "teacher" and not math.isnan(ours.get(p, math.nan))
+            and not math.isnan(paper[p])]
+    pairs = [(a, b) for a, b in itertools.combinations(both, 2) if backbone(a) == backbone(b)]
+    agree = sum((ours[a] - ours[b]) * (paper[a] - paper[b]) > 0 for a, b in pairs)
+    return int(agree), len(pairs)
 
 
 def versus_cell(row: Mapping) -> str:
@@ -64,14 +71,15 @@ def comparison_table(source: Source, paper: pd.DataFrame, labels: Mapping[str, s
     flags = summary["teacher_flag"].fillna("")
     ours_text = [mean_std_text(r["miou_mean"], r["miou_std"], int(r["n"]), diverged=int(r["diverged"]))
                  + (f" ⚠ {flags[p]}" if flags[p] else "") for p, r in summary.iterrows()]
-    paper_rank, our_rank = ranks(paper["miou"].astype(float)), ranks(summary["miou_mean"])
+    ran = summary["miou_mean"].notna()  # both sides ranked among the rows we have runs of
+    paper_rank, our_rank = ranks(paper["miou"].astype(float).where(ran)), ranks(summary["miou_mean"])
     return pd.DataFrame({
         "row": [labels.get(p, p) for p in rows],
-        "paper mIoU": paper["miou"].map("{:.2f}".format),
+        "paper mIoU (VOC)": paper["miou"].map("{:.2f}".format),
         f"paper {versus_name}": paper_vs(paper, references).map(lambda v: "" if math.isnan(v) else f"{v:+.2f}"),
         "ours mIoU": ours_text,
         f"ours {versus_name}": [versus_cell(versus.loc[p]) if p in versus.index else "" for p in rows],
-        "rank (paper / ours)": [f"{int(a)} / {'' if math.isnan(b) else int(b)}" for a, b in
+        "rank (paper / ours)": ["" if math.isnan(b) else f"{int(a)} / {int(b)}" for a, b in
                                 zip(paper_rank, our_rank)],
     }, index=rows)
 
@@ -83,9 +91,12 @@ def answer_markdown(source: Source, paper: pd.DataFrame, references: Mapping[str
     pairs of rows are in the paper's order."""
     rows = list(paper.index)
     if not len(source.runs):
-        return (f"**{source.label}**: no records of these rows yet (`{source.folder}`). The campaign is under way "
-                "(`tools/campaign_cpu.sh`); until its records are committed this page has no answer, and the "
-                "earlier campaigns are on their own page.")
+        if source.diverged:
+            return (f"**{source.label}**: every run of these rows in `{source.folder}` diverged: "
+                    + ", ".join(f"`{name}`" for name in source.diverged) + ".")
+        return (f"**{source.label}**: no records of these rows in `{source.folder}` yet, so no answer from it. "
+                "The main campaign's are committed as its runs finish (`tools/campaign_cpu.sh`); the earlier "
+                "campaigns are on their own page.")
     versus = source.versus(rows, references).drop(index="teacher", errors="ignore")
     have = versus[versus["verdict"] != separation.NO_RUNS]
     paper_delta = paper_vs(paper, references).drop(index="teacher", errors="ignore").dropna()
@@ -102,11 +113,11 @@ def answer_markdown(source: Source, paper: pd.DataFrame, references: Mapping[str
     agree, pairs = pairs_in_paper_order(summary["miou_mean"], paper["miou"].astype(float))
     text = (f"**{source.label}**, seeds {', '.join(map(str, source.seeds))}. Of the {len(paper_delta)} "
             f"{compared}: {counted}{f'; {missing} not run' if missing else ''}. The paper (VOC) has "
-            f"{f'all {up}' if up == len(paper_delta) else f'{up} of {len(paper_delta)}'} above, by "
-            f"{paper_delta.min():+.2f} to {paper_delta.max():+.2f} points.")
+            f"{f'all {up}' if up == len(paper_delta) else f'{up} of {len(paper_delta)}'} above, its differences "
+            f"ranging from {paper_delta.min():+.2f} to {paper_delta.max():+.2f} points.")
     if pairs:
-        text += f" {agree} of the {pairs} pairs of rows with runs are in the paper's order."
-    return text
+        text += f" {agree} of the {pairs} pairs of students of one backbone with runs are in the paper's order."
+    return text + separation.chance_sentence(have)
 
 
 def provenance_markdown(sources: Iterable[Source]) -> str:

@@ -42,6 +42,11 @@ class Source:
         return f"{self.name} ({', '.join(p for p in parts if p)})"
 
     @property
+    def empty(self) -> bool:
+        """Nothing to show: no finished run and no diverged one."""
+        return not len(self.runs) and not self.diverged
+
+    @property
     def seeds(self) -> list[int]:
         return sorted({int(s) for s in self.runs["seed"]}) if len(self.runs) else []
 

@@ -11,9 +11,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from paperkd.data.palette import colorize
-from paperkd.pages.answer import show
-from paperkd.pages.campaigns import MAIN
-from paperkd.records import RecordError
+from paperkd.pages.answer import provenance_markdown, show
+from paperkd.pages.campaigns import MAIN, campaign
+from paperkd.records import RecordError, read_record
 from paperkd.report.plots import plot_prediction_grid
 from paperkd.saved_predictions import has_predictions, read_manifest, read_predictions
 
@@ -35,7 +35,13 @@ def grid(folder: str | Path, seed: int = 0, columns: Mapping[str, str] = COLUMNS
                          f"`paperkd save-predictions {run_dir}` writes them while its checkpoint is there)")
         else:
             try:
-                saved[title] = (read_predictions(run_dir), read_manifest(run_dir))
+                manifest, selected = read_manifest(run_dir), read_record(run_dir / "record.json").get("selected")
+                weights = (manifest.get("checkpoint") or {}).get("sha256")
+                if selected and weights != selected.get("sha256"):
+                    notes.append(f"`{run_dir.name}`: its predictions come from other weights than the ones its "
+                                 "record reports (checkpoint SHA-256 differs), so its column is left out")
+                    continue
+                saved[title] = (read_predictions(run_dir), manifest)
             except RecordError as error:
                 notes.append(f"`{run_dir.name}`: {error}")
     if not saved:
@@ -50,8 +56,9 @@ def grid(folder: str | Path, seed: int = 0, columns: Mapping[str, str] = COLUMNS
             continue
         for row, p in zip(rows, predictions):
             row[title] = colorize(p["prediction"])
-    notes.insert(0, f"validation images {', '.join(stems)} at {manifest['val_size']} ({manifest['val_mode']}) of "
-                    f"`{manifest['data_root']}`, seed {seed}, each run's reported weights")
+    notes.insert(0, f"validation images {', '.join(stems)} at {manifest.get('val_size')} "
+                    f"({manifest.get('val_mode')}) of `{manifest.get('data_root')}`, seed {seed}, the weights each "
+                    "run's record reports")
     return rows, notes
 
 
@@ -66,7 +73,7 @@ def figure(folder: str | Path, label: str, seed: int = 0) -> None:
 
 def answer(folder: str | Path = MAIN["authors"]) -> None:
     """Figure 2 of the main campaign (its `authors` folder, where the teacher is)."""
-    figure(folder, "main campaign, authors recipe")
+    figure(folder, campaign(folder, COLUMNS, name="main campaign, authors recipe").label)
 
 
 def smoke_check(results: str | Path, seeds: Iterable[int]) -> None:
@@ -74,4 +81,10 @@ def smoke_check(results: str | Path, seeds: Iterable[int]) -> None:
     figure(results, "smoke check (this build's own runs)", seed=next(iter(seeds)))
 
 
-__all__ = ["COLUMNS", "answer", "figure", "grid", "smoke_check"]
+def provenance(results: str | Path, folder: str | Path = MAIN["authors"]) -> None:
+    """Where the runs of both figures come from."""
+    show(provenance_markdown([campaign(folder, COLUMNS, name="main campaign, authors recipe"),
+                              campaign(results, COLUMNS, name="smoke check")]))
+
+
+__all__ = ["COLUMNS", "answer", "figure", "grid", "provenance", "smoke_check"]

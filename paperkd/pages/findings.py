@@ -33,9 +33,12 @@ def sources(folders: Mapping[str, str] | None = None) -> list[Source]:
             for recipe, folder in (MAIN if folders is None else folders).items()]
 
 
-def claims_table(source: Source) -> pd.DataFrame:
-    """The page's table of claims: the paper's difference, ours over paired seeds, p, verdict and seeds needed."""
-    table = claims.claim_table(source.runs, diverged=list(source.diverged))
+def claims_table(source: Source, table: pd.DataFrame) -> pd.DataFrame:
+    """The page's table of claims (`table`: `claims.claim_table` of the source): the paper's difference, ours over
+    paired seeds with its p and verdict and the seeds a verdict needs, and beside it the table pages' unpaired rule
+    (`paperkd.separation`: every seed of one row above every seed of the other), which 3 seeds against 3 can pass."""
+    unpaired = [versus_cell(separation.versus(source.runs, {b: w}, diverged=source.diverged).loc[b]).split(", ", 1)[-1]
+                for b, w in zip(table["better"], table["worse"])]  # one claim at a time: a row is in several
     needed = [("" if n is None or (isinstance(n, float) and math.isnan(n)) else str(int(n)))
               for n in table["seeds_needed"]]
     tables = {c.id: c.table.replace("table", "Table ") for c in claims.CLAIMS}
@@ -47,18 +50,19 @@ def claims_table(source: Source) -> pd.DataFrame:
         "p": table["p"].map(lambda v: "" if math.isnan(v) else f"{v:.2g}"),
         "verdict": table["verdict"],
         "seeds needed": needed,
+        "unpaired rule": unpaired,
     }, index=table.index)
 
 
 def answer(folders: Mapping[str, str] | None = None) -> None:
     """Per recipe of the main campaign: how many claims are reproduced, contradicted, undecided, and the table."""
     for source in sources(folders):
-        if not len(source.runs):
-            show(f"**{source.label}**: no records yet in `{source.folder}`; the campaign is under way.")
+        if source.empty:
+            show(f"**{source.label}**: no records in `{source.folder}` yet.")
             continue
         table = claims.claim_table(source.runs, diverged=list(source.diverged))
         show(claims.claims_markdown(source.label, table),
-             claims_table(source).style.hide(axis="index").set_caption(f"The paper's claims: {source.label}"))
+             claims_table(source, table).style.hide(axis="index").set_caption(f"The paper's claims: {source.label}"))
 
 
 def could_it_help(folders: Mapping[str, str] | None = None) -> None:
@@ -66,8 +70,8 @@ def could_it_help(folders: Mapping[str, str] | None = None) -> None:
     proposed student's compute, each against the rows it controls for."""
     controls = {"r18-kd": "r18-none", "r18-both": "r18-none-compute", "r18-none-compute": "r18-none"}
     for source in sources(folders):
-        if not len(source.runs):
-            show(f"**{source.label}**: no records yet in `{source.folder}`.")
+        if source.empty:
+            show(f"**{source.label}**: no records in `{source.folder}` yet.")
             continue
         versus = separation.versus(source.runs, controls, diverged=source.diverged)
         lines = [f"- `{row}` against `{ref}`: {versus_cell(versus.loc[row]) or 'not run'} ({EXTRA_ROWS.get(row, '')})"
@@ -76,13 +80,13 @@ def could_it_help(folders: Mapping[str, str] | None = None) -> None:
 
 
 def last_quarter_gain(record: Mapping) -> float:
-    """mIoU points the last quarter of a run's epochs added: the last epoch's minus that of epoch E - round(E / 4)
-    (NaN without validation at both)."""
+    """mIoU points the last quarter of a run's epochs added: the last epoch's minus that of epoch E - ceil(E / 4),
+    the epoch before the last quarter began (10 epochs: epoch 10 minus epoch 7); NaN without validation at both."""
     scored = {e["epoch"]: e["miou"] for e in record["epochs"] if e.get("miou") is not None}
     last = max(scored, default=None)
     if last is None:
         return math.nan
-    earlier = last - round(last / 4)
+    earlier = last - math.ceil(last / 4)
     return 100 * (scored[last] - scored[earlier]) if earlier in scored else math.nan
 
 

@@ -53,7 +53,7 @@ class TablePage:
         records of these rows says so in one line)."""
         for source in self.sources(folders):
             sentence = answer_markdown(source, self.paper, self.references, self.compared)
-            show(sentence, *([self.table_of(source)] if len(source.runs) else []))
+            show(sentence, *([] if source.empty else [self.table_of(source)]))
 
     def details(self, folders: Mapping[str, str] | None = None) -> None:
         """Every seed of every row against its reference's range, and the training curves, per source with runs."""

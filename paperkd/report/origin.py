@@ -3,26 +3,19 @@ device, commit; runs that diverged, distilled from another teacher, or could not
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from paperkd.records import PRE_RECIPE, unreadable_records
-from paperkd.report.sources import _standin_meta, expected_teacher, no_campaign_markdown
+from paperkd.report.sources import _standin_meta, expected_teacher
 
 PRE_RECIPE_NOTE = ("**Pre-recipe (mixed readings)**: trained before the recipes existed, with the authors' pixel-wise "
                    "reading and the paper's channel-node pair-wise reading, attention transfer in [37]'s code form at "
                    "lambda = 1 on one tap, the plain CE mean, no warm-up, the ASPP dropout, an eval-mode teacher, the "
                    "paper's transforms and the last epoch: neither recipe (see Paper vs. code).")
-
-
-def provenance_markdown(sources: Mapping[str, tuple], missing: Iterable[str | Path] = ()) -> str:
-    """Markdown for a page's "where the numbers come from": `sources_markdown` per column, then each campaign folder
-    without records of the page's rows."""
-    parts = [sources_markdown(label, runs, folder, failed) for label, (runs, folder, failed) in sources.items()]
-    return "\n\n".join(parts + [no_campaign_markdown(folder) for folder in missing])
 
 
 def describe_data(df: pd.DataFrame) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import textwrap
 from collections.abc import Iterable, Mapping
 
@@ -15,8 +14,6 @@ from paperkd import separation
 from paperkd.report.summary import (
     DIVERGED,
     NOT_RUN,
-    TIME_PART_LABELS,
-    _time_columns,
     epoch_history,
 )
 
@@ -69,36 +66,6 @@ def _finish_row_panels(fig: plt.Figure, axes: np.ndarray, presets: list[str], la
     return fig
 
 
-def plot_miou_bars(summaries: Mapping[str, pd.DataFrame], presets: Iterable[str],
-                   labels: Mapping[str, str] | None = None, paper: pd.Series | None = None,
-                   title: str = "") -> plt.Figure:
-    """mIoU (%) per preset with the std over seeds as error bars, one panel per source (the paper, our runs, ...).
-
-    Each source gets its own panel and y axis: a small-scale stand-in and the paper's VOC numbers are not on one
-    scale and must not be read as one.
-    """
-    presets = list(presets)
-    labels = labels or {}
-    panels = ([("paper (VOC 2012)", paper.reindex(presets).astype(float), None, None)] if paper is not None else [])
-    for name, summary in summaries.items():
-        summary = summary.reindex(presets)
-        failed = summary["diverged"].fillna(0) if "diverged" in summary else pd.Series(0, index=summary.index)
-        panels.append((name, summary["miou_mean"], summary["miou_std"], failed))
-    fig, axes, positions = _row_panels(len(panels), presets, width=4.2)
-    for ax, (name, means, stds, failed) in zip(axes[0], panels):
-        errors = None if stds is None else stds.to_numpy(dtype=float)  # NaN (a single seed): no error bar
-        ax.barh(positions, means.fillna(0).to_numpy(), xerr=errors, capsize=3,
-                color="tab:gray" if stds is None else "tab:blue")
-        for y, value, lost in zip(positions, means, failed if failed is not None else [0] * len(presets)):
-            text = (DIVERGED if lost else NOT_RUN) if math.isnan(value) else f"{value:.1f}"
-            ax.annotate(text, (0 if math.isnan(value) else value, y), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=8)
-        _panel_title(ax, name)
-        ax.set_xlabel("mIoU (%)")
-        ax.margins(x=0.25)
-    return _finish_row_panels(fig, axes, presets, labels, title)
-
-
 def plot_seed_scores(sources: Mapping[str, pd.DataFrame], references: Mapping[str, str], presets: Iterable[str],
                      labels: Mapping[str, str] | None = None, title: str = "",
                      diverged: Mapping[str, Iterable[str]] | None = None) -> plt.Figure:
@@ -128,28 +95,6 @@ def plot_seed_scores(sources: Mapping[str, pd.DataFrame], references: Mapping[st
         ax.set_xlabel("mIoU (%), one dot per seed")
         ax.grid(axis="x", alpha=0.3)
     return _finish_row_panels(fig, axes, presets, labels, title)
-
-
-def plot_time_breakdown(summary: pd.DataFrame, presets: Iterable[str], labels: Mapping[str, str] | None = None,
-                        title: str = "") -> plt.Figure:
-    """Stacked bars of the mean training iteration (ms) split into its timed parts, one bar per preset."""
-    presets = [p for p in presets if p in summary.index and summary.loc[p, "n"] > 0]
-    labels = labels or {}
-    columns = [c for c in _time_columns(summary) if summary.loc[presets, c].notna().any()] if presets else []
-    fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(presets), 1) + 1.6))
-    left = np.zeros(len(presets))
-    for column in columns:
-        values = summary.loc[presets, column].fillna(0).to_numpy(dtype=float)
-        part = column[len("time_"):-len("_ms")]
-        ax.barh(np.arange(len(presets)), values, left=left, label=TIME_PART_LABELS.get(part, part))
-        left += values
-    ax.set_yticks(np.arange(len(presets)), [labels.get(p, p) for p in presets])
-    ax.invert_yaxis()
-    ax.set(xlabel="training time per iteration (ms)", title=title)
-    if columns:
-        ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig
 
 
 def plot_prediction_grid(rows: list[Mapping[str, np.ndarray]], title: str = "") -> plt.Figure:

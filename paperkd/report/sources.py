@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 
-from paperkd.checkpoint import CHECKPOINT_NAME  # beside record.json in every run folder
 from paperkd.config import PRE_RECIPE_FIELDS
 from paperkd.data.standin import standin_info
 from paperkd.records import (
@@ -34,66 +33,6 @@ def read_rows(presets: Iterable[str], seeds: Iterable[int], results: str | Path)
     if len(runs):
         runs = runs[runs["preset"].isin(presets) & runs["seed"].isin(seeds)].reset_index(drop=True)
     return runs, diverged
-
-
-def table_runs(presets: Iterable[str], seeds: Iterable[int], *, campaigns: Iterable[str | Path] = (),
-               results: str | Path) -> tuple[pd.DataFrame, dict[str, str], dict[str, pd.DataFrame]]:
-    """What a table page shows: its own runs (`read_rows`), their divergences, and for each committed campaign
-    folder its records of the same rows ({folder: runs}; a missing folder gives no runs)."""
-    presets = list(presets)
-    ours, diverged = read_rows(presets, seeds, results)
-    found = {}
-    for folder in campaigns:
-        runs = load_records(folder) if Path(folder).is_dir() else pd.DataFrame()
-        found[str(folder)] = runs[runs["preset"].isin(presets)].reset_index(drop=True) if len(runs) else runs
-    return ours, diverged, found
-
-
-def table_sources(presets: Iterable[str], seeds: Iterable[int], *, campaigns: Iterable[str | Path], results: str,
-                  dataset: str, scale: str, recipe: str | None = None) -> tuple[dict[str, tuple], list[str]]:
-    """A table page's columns: `table_runs` labelled by `label_sources`, and the campaign folders that hold no record
-    of the page's rows (for `provenance_markdown`). `dataset`, `scale` and `recipe` name our column when it has no
-    run yet."""
-    presets = list(presets)
-    ours, diverged, found = table_runs(presets, seeds, campaigns=campaigns, results=results)
-    sources = label_sources(ours, results, diverged, found, asked_for=(dataset, scale), presets=presets,
-                            recipe=recipe)
-    return sources, [folder for folder, runs in found.items() if not len(runs)]
-
-
-def label_sources(ours: pd.DataFrame, results: str | Path, diverged: Mapping[str, str],
-                  campaigns: Mapping[str, pd.DataFrame], asked_for: tuple[str, str],
-                  presets: Iterable[str] | None = None, recipe: str | None = None) -> dict[str, tuple]:
-    """{column label: (runs, folder, diverged)}: our runs, then each campaign folder that holds records of the rows.
-
-    Labels name the data and scale (`data_label`, never calling a stand-in VOC) and the recipe (`recipe_label`); a
-    campaign's also names its teacher's schedule (`teacher_label`) and its device (`device_label`); two folders that
-    would still share a label get their folder name added, so a column never hides another. `asked_for` =
-    (dataset, scale) names our column when no run finished. `presets`: the page's rows; a campaign's diverged runs
-    of other rows are left out (all are kept when None)."""
-    dataset, scale = asked_for
-    rows = None if presets is None else set(presets)
-    default = f"{'VOC' if dataset == 'voc' else 'stand-in'}, {scale}"
-    ours_parts = [data_label(ours, default=default),
-                  recipe_label(ours) if len(ours) else (f"recipe {recipe}" if recipe else "")]
-    sources = {f"ours ({', '.join(p for p in ours_parts if p)})": (ours, results, dict(diverged))}
-    for folder, runs in campaigns.items():
-        if len(runs):
-            failed = {name: message for name, message in diverged_runs(folder).items()
-                      if name not in set(runs["run_name"])  # a rerun that finished replaces its divergence
-                      and (rows is None or name.rsplit("-s", 1)[0] in rows)}
-            parts = [data_label(runs), teacher_label(folder, runs), device_label(runs), recipe_label(runs)]
-            label = f"campaign ({', '.join(p for p in parts if p)})"
-            if label in sources:
-                label = f"campaign ({', '.join(p for p in parts if p)}; {Path(folder).name})"
-            sources[label] = (runs, folder, failed)
-    return sources
-
-
-def no_campaign_markdown(folder: str | Path) -> str:
-    """What a page says for a campaign folder without records of its rows."""
-    return (f"**No campaign records** in `{folder}` (the folder is missing or holds no records of these rows), so "
-            f"the table has no column for it. `paperkd campaign --results {folder} ...` writes them.")
 
 
 def teacher_label(folder: str | Path, runs: pd.DataFrame) -> str:
@@ -179,22 +118,14 @@ def _standin_meta(record: Mapping[str, Any]) -> dict | None:
 def expected_teacher(folder: str | Path, runs: pd.DataFrame | None = None) -> str | None:
     """The SHA-256 of the teacher a campaign folder's students are meant to distil from: the selected checkpoint's
     SHA-256 kept by the record of that teacher run in `folder` (the run the students' configs name, else
-    `teacher-s0`); None where that record is missing, unreadable or predates the field."""
+    `teacher-s0`), or beside the checkpoint they name when it lies in another folder (`paperkd campaign --teacher`);
+    None where that record is missing, unreadable or predates the field."""
     records = runs["record"] if runs is not None and len(runs) else []
-    names = [Path(r["config"]["teacher"]).parent.name for r in records if r["config"].get("teacher")]
-    name = max(set(names), key=names.count) if names else "teacher-s0"
-    path = Path(folder) / name / RECORD_NAME
-    readable = _readable([path]) if path.is_file() else []
+    named = [Path(r["config"]["teacher"]) for r in records if r["config"].get("teacher")]
+    teacher = max(set(named), key=named.count) if named else Path("teacher-s0") / "best.pt"
+    candidates = [Path(folder) / teacher.parent.name / RECORD_NAME, teacher.parent / RECORD_NAME]
+    path = next((p for p in candidates if p.is_file()), None)
+    readable = _readable([path]) if path else []
     return (readable[0].get("selected") or {}).get("sha256") if readable else None
 
 
-def checkpoint_path(row: Mapping[str, Any]) -> Path | None:
-    """The checkpoint whose weights a record row reports (its selected one, `record["selected"]["checkpoint"]`, or
-    the last epoch's for records without one), beside its record.json, else where the record says; None if missing."""
-    selected = (row["record"].get("selected") or {}).get("checkpoint")
-    name = Path(selected).name if selected else CHECKPOINT_NAME
-    beside = Path(row["path"]).parent / name
-    if beside.is_file():
-        return beside
-    recorded = selected or row["record"].get("checkpoint")
-    return Path(recorded) if recorded and Path(recorded).is_file() else None

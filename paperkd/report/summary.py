@@ -145,41 +145,6 @@ def mean_std_text(mean: float, std: float, n: int, digits: int = 2, diverged: in
     return f"{mean:.{digits}f}{spread} (n={n}{f', {diverged} diverged' if diverged else ''})"
 
 
-def compare_with_paper(summary: pd.DataFrame, paper: pd.DataFrame, label: str = "ours",
-                       column: str = "miou") -> pd.DataFrame:
-    """The paper's `column` next to ours, one row per row of `paper` (indexed by preset, e.g. `paper_table(...)`).
-
-    Columns: "paper" (the printed value), f"{label} (mean ± std)" (text, see `mean_std_text`, with '⚠ other
-    teacher ...' where the summary flags the cell's teacher) and "gap" (our mean minus the paper's, in percentage
-    points; NaN where we have no run).
-    """
-    ours = summary.reindex(paper.index)
-    n = ours["n"].fillna(0).astype(int)
-    diverged = ours["diverged"].fillna(0).astype(int) if "diverged" in ours else [0] * len(ours)
-    texts = [mean_std_text(m, s, k, diverged=d) for m, s, k, d in zip(ours["miou_mean"], ours["miou_std"], n, diverged)]
-    flags = ours["teacher_flag"].fillna("") if "teacher_flag" in ours else [""] * len(ours)
-    texts = [f"{t} ⚠ {f}" if f else t for t, f in zip(texts, flags)]  # a cell that distilled from another teacher
-    return pd.DataFrame({
-        "paper": paper[column].astype(float),
-        f"{label} (mean ± std)": texts,
-        "gap": ours["miou_mean"] - paper[column].astype(float),
-    }, index=paper.index)
-
-
-def time_breakdown(summary: pd.DataFrame) -> pd.DataFrame:
-    """The timed parts of an iteration (ms) of a `summarise` table, named for readers, and their total (time_ms)."""
-    parts = _time_columns(summary)
-    breakdown = summary[parts].rename(columns=lambda c: TIME_PART_LABELS.get(c[len("time_"):-len("_ms")], c))
-    breakdown["total"] = summary["time_ms"]
-    return breakdown
-
-
-def time_ratio(times: pd.Series, reference: str = "r18-none") -> pd.Series:
-    """Each time divided by the time of `reference` (the student without distillation); NaN without a reference."""
-    base = times.get(reference, math.nan)
-    return times / base if base and not math.isnan(base) else times * math.nan
-
-
 def epoch_history(df: pd.DataFrame) -> pd.DataFrame:
     """Long table of the per-epoch log of every run: preset, seed, epoch, loss (total), each loss term, miou (%)."""
     rows = []
