@@ -61,8 +61,10 @@ def answer(folders: Mapping[str, str] | None = None) -> None:
             show(f"**{source.label}**: no records in `{source.folder}` yet.")
             continue
         table = claims.claim_table(source.runs, diverged=list(source.diverged))
-        show(claims.claims_markdown(source.label, table),
-             claims_table(source, table).style.hide(axis="index").set_caption(f"The paper's claims: {source.label}"))
+        judged = (table["verdict"] != claims.NOT_RUN).any()  # a table of "not run" only says nothing
+        show(claims.claims_markdown(source.label, table), *([claims_table(source, table).style.hide(axis="index")
+                                                             .set_caption(f"The paper's claims: {source.label}")]
+                                                            if judged else []))
 
 
 def could_it_help(folders: Mapping[str, str] | None = None) -> None:
