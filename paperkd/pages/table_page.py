@@ -14,6 +14,7 @@ from paperkd.pages.answer import answer_markdown, comparison_table, provenance_m
 from paperkd.pages.campaigns import MAIN, Source, book_runs, campaign
 from paperkd.paper_results import paper_table
 from paperkd.report.plots import plot_seed_scores, plot_training_curves
+from paperkd.separation import plain_references
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,7 @@ class TablePage:
         for source in self.sources(folders):
             if not len(source.runs):
                 continue
-            references = self.references
-            if references is None:
-                from paperkd.separation import plain_references
-                references = plain_references(self.rows)
+            references = plain_references(self.rows) if self.references is None else self.references
             plot_seed_scores({source.label: source.runs}, references, self.rows, labels=self.labels,
                              title="mIoU of every seed (grey: the range of the row's reference)",
                              diverged={source.label: list(source.diverged)})
