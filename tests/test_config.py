@@ -77,7 +77,7 @@ def test_scales_never_change_the_method():
 
 
 def test_cpu_scale_gives_the_teacher_a_longer_schedule_only():
-    assert resolve("teacher", "cpu", dataset="standin").epochs == 30
+    assert resolve("teacher", "cpu", dataset="standin").epochs == 60
     assert resolve("r18-none", "cpu", dataset="standin").epochs == 10
     assert resolve("teacher", "cpu", dataset="standin", epochs=3).epochs == 3  # an explicit override still wins
 
