@@ -155,7 +155,8 @@ def regime(folders: Mapping[str, str] | None = None, pilot: str = "results/pilot
         f"The regime's targets, measured on {main.label}"))
     table = pilot_table(pilot)
     if len(table):
-        show(f"The pilot that chose the regime (`{pilot}`, the runs it finished):",
+        show(f"The pilot that chose the regime (`{pilot}`, the runs it finished, {campaign_hours([pilot]):.1f} h of "
+             "wall clock not counted in the campaign's):",
              table.style.hide(axis="index").set_caption("Pilot A: plain students and teacher under the authors recipe"))
 
 
