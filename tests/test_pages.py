@@ -127,6 +127,19 @@ def test_the_regime_targets_are_measured_from_the_records(tmp_path):
     assert findings.last_quarter_gain(ten) == pytest.approx(3.0)  # epoch 10 minus epoch 7: 2.5 epochs round up
 
 
+def test_the_learning_curves_put_the_pilots_teacher_beside_the_campaigns_runs(tmp_path):
+    main, pilot = tmp_path / "main", tmp_path / "pilot"
+    assert findings.learning_curves(campaign(main, findings.ROWS), pilot) is None  # nothing to draw
+    write_campaign(main, {"r18-none": [0.40, 0.42], "r18-pixel": [0.43]})
+    write_campaign(pilot, {"teacher": [0.45], "r18-none": [0.41]})
+    fig = findings.learning_curves(campaign(main, findings.ROWS), pilot)
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend == ["pilot teacher (4 epochs)", "r18-none (4 epochs, mean of seeds)"]  # no distilled row
+    miou = {line.get_label(): list(line.get_ydata()) for line in fig.axes[1].get_lines()}
+    assert miou["pilot teacher (4 epochs)"][-1] == pytest.approx(45.0)
+    assert miou["r18-none (4 epochs, mean of seeds)"][-1] == pytest.approx(41.0)
+
+
 def test_every_code_cell_of_an_executed_page_is_hidden_but_kept(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# A page"), nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),

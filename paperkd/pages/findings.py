@@ -16,7 +16,7 @@ from paperkd.config import EXTRA_ROWS, TABLE_ROWS
 from paperkd.pages.answer import provenance_markdown, show, versus_cell
 from paperkd.pages.campaigns import MAIN, Source, book_runs, campaign
 from paperkd.records import load_records
-from paperkd.report.plots import plot_seed_scores
+from paperkd.report.plots import plot_seed_scores, plot_training_curves
 from paperkd.report.summary import teacher_margin_markdown
 
 ROWS = list(dict.fromkeys([*(p for rows in TABLE_ROWS.values() for p in rows), *EXTRA_ROWS]))
@@ -153,11 +153,32 @@ def regime(folders: Mapping[str, str] | None = None, pilot: str = "results/pilot
     main = sources(folders)[0]
     show(regime_targets(main, folders.values()).style.hide(axis="index").set_caption(
         f"The regime's targets, measured on {main.label}"))
+    if learning_curves(main, pilot) is not None:
+        plt.show()
     table = pilot_table(pilot)
     if len(table):
         show(f"The pilot that chose the regime (`{pilot}`, the runs it finished, {campaign_hours([pilot]):.1f} h of "
              "wall clock not counted in the campaign's):",
              table.style.hide(axis="index").set_caption("Pilot A: plain students and teacher under the authors recipe"))
+
+
+def learning_curves(main: Source, pilot: str | Path) -> plt.Figure | None:
+    """Validation mIoU per epoch of the teacher and the plain students of the main campaign, beside the pilot's
+    teacher: how far each schedule took its network, and whether it was still rising when it stopped."""
+    curves = main.runs[main.runs["preset"].isin(["teacher", *PLAIN])] if len(main.runs) else pd.DataFrame()
+    pilot_runs = load_records(pilot) if Path(pilot).is_dir() else pd.DataFrame()
+    pilot_teacher = pilot_runs[pilot_runs["preset"] == "teacher"].assign(preset="pilot teacher") \
+        if len(pilot_runs) else pd.DataFrame()
+    df = pd.concat([f for f in (curves, pilot_teacher) if len(f)], ignore_index=True) \
+        if len(curves) or len(pilot_teacher) else pd.DataFrame()
+    if not len(df):
+        return None
+    epochs = {p: int(df[df["preset"] == p]["record"].map(lambda r: r["epochs"][-1]["epoch"]).max())
+              for p in df["preset"].unique()}
+    labels = {p: f"{p} ({n} epochs{', mean of seeds' if (df['preset'] == p).sum() > 1 else ''})"
+              for p, n in epochs.items()}
+    return plot_training_curves(df, ["teacher", "pilot teacher", *PLAIN], labels=labels,
+                                title="Learning curves under the authors recipe (shaded: min to max over seeds)")
 
 
 def every_seed(folders: Mapping[str, str] | None = None) -> None:
@@ -181,4 +202,4 @@ def provenance(results: str, seeds: Iterable[int], folders: Mapping[str, str] | 
 
 
 __all__ = ["ROWS", "answer", "campaign_hours", "claims_table", "could_it_help", "every_seed", "last_quarter_gain",
-           "pilot_table", "provenance", "regime", "regime_targets", "smoke_check"]
+           "learning_curves", "pilot_table", "provenance", "regime", "regime_targets", "smoke_check"]
