@@ -140,6 +140,17 @@ def test_the_learning_curves_put_the_pilots_teacher_beside_the_campaigns_runs(tm
     assert miou["r18-none (4 epochs, mean of seeds)"][-1] == pytest.approx(41.0)
 
 
+def test_the_connector_only_epochs_of_a_short_schedule_are_stated_as_the_recipes_handicap(tmp_path):
+    make_record(tmp_path, "r18-none", 0, 0.40, config={"connector_warmup_epochs": 1, "epochs": 10})
+    assert findings.student_epochs_markdown(campaign(tmp_path, findings.ROWS)) is None  # a plain run has no such epoch
+    make_record(tmp_path, "r18-both", 0, 0.42, config={"connector_warmup_epochs": 1, "epochs": 10})
+    text = findings.student_epochs_markdown(campaign(tmp_path, findings.ROWS))
+    assert "the first 1 of 10 epochs" in text and "trains 9 epochs to the plain student's 10" in text
+    assert "10% of its schedule lost; 0.8% at the paper's 120" in text
+    make_record(tmp_path, "r18-both", 0, 0.42, config={"connector_warmup_epochs": 0, "epochs": 10})
+    assert findings.student_epochs_markdown(campaign(tmp_path, findings.ROWS)) is None  # the paper recipe's
+
+
 def test_every_code_cell_of_an_executed_page_is_hidden_but_kept(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# A page"), nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),

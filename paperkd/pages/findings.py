@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from paperkd import claims, separation
-from paperkd.config import EXTRA_ROWS, TABLE_ROWS
+from paperkd.config import EXTRA_ROWS, TABLE_ROWS, Config
 from paperkd.pages.answer import provenance_markdown, show, versus_cell
 from paperkd.pages.campaigns import MAIN, Source, book_runs, campaign
 from paperkd.records import load_records
@@ -78,7 +78,28 @@ def could_it_help(folders: Mapping[str, str] | None = None) -> None:
         versus = separation.versus(source.runs, controls, diverged=source.diverged)
         lines = [f"- `{row}` against `{ref}`: {versus_cell(versus.loc[row]) or 'not run'} ({EXTRA_ROWS.get(row, '')})"
                  .replace(" ()", "") for row, ref in controls.items()]
-        show(teacher_margin_markdown(source.label, source.runs) + "\n\n" + "\n".join(lines))
+        show(teacher_margin_markdown(source.label, source.runs) + "\n\n" + "\n".join(lines),
+             *filter(None, [student_epochs_markdown(source)]))
+
+
+def student_epochs_markdown(source: Source) -> str | None:
+    """How much of a distilled student's schedule trains its network: the recipe's first `connector_warmup_epochs`
+    train only the connectors (the authors' trainer), a share of the schedule that a short one makes large. None
+    when no distilled run has such epochs."""
+    distilled = source.runs[~source.runs["preset"].isin(["teacher", *PLAIN, "r18-none-compute"])] \
+        if len(source.runs) else pd.DataFrame()
+    schedules = {(r["config"].get("connector_warmup_epochs") or 0, r["config"]["epochs"])
+                 for r in distilled.get("record", [])}
+    schedules = sorted((w, e) for w, e in schedules if w)
+    if not schedules:
+        return None
+    paper_epochs = Config.__dataclass_fields__["epochs"].default
+    parts = [f"the first {w} of {e} epochs train only the connectors (nothing, in a row without connectors), so the "
+             f"student's network trains {e - w} epochs "
+             f"to the plain student's {e} ({w / e:.0%} of its schedule lost; {w / paper_epochs:.1%} at the paper's "
+             f"{paper_epochs})" for w, e in schedules]
+    return (f"A handicap of the recipe, not of the method: in the distilled runs of {source.label}, "
+            + "; ".join(parts) + ". The `paper` recipe has no such epoch.")
 
 
 def last_quarter_gain(record: Mapping) -> float:
@@ -202,4 +223,4 @@ def provenance(results: str, seeds: Iterable[int], folders: Mapping[str, str] | 
 
 
 __all__ = ["ROWS", "answer", "campaign_hours", "claims_table", "could_it_help", "every_seed", "last_quarter_gain",
-           "learning_curves", "pilot_table", "provenance", "regime", "regime_targets", "smoke_check"]
+           "learning_curves", "pilot_table", "provenance", "regime", "regime_targets", "smoke_check", "student_epochs_markdown"]
