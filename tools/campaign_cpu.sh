@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The CPU campaign of the `cpu` scale (issue: a campaign whose comparisons mean something), in the order that makes
-# a partial campaign most useful: the teacher, the runs of Figure 2 (plain and proposed ResNet-18, seed 0), the plain
-# students' three seeds (their spread and convergence decide whether anything below can be read), every row under
-# the `authors` recipe with the positive control and the equal-compute row, then the key rows under `paper`
-# distilling from the same teacher. Resumable: rerun it; finished runs are skipped, an interrupted one resumes.
+# a partial campaign most useful: the teacher, the runs of Figure 2 (plain and proposed ResNet-18, seed 0), the two
+# controls of seed 0 (logit KD: can this teacher teach at all? the plain student given the proposed one's compute),
+# the plain students' three seeds (their spread and convergence decide whether anything below can be read), every
+# row under the `authors` recipe, seed by seed, then the key rows under `paper` distilling from the same teacher. Resumable: rerun it; finished runs are skipped, an interrupted one resumes.
 #
 #   tools/campaign_cpu.sh <stand-in root>
 #
@@ -19,6 +19,7 @@ campaign() { nice -n 10 "${paperkd[@]}" campaign "${common[@]}" "$@"; }
 rows=(r18-none r18-both r18-pixel r18-pair r18-gat r18-heo r18-pixel-middle r18-pair-end r18-kd
       mnv2-none mnv2-both mnv2-pixel mnv2-pair r18-none-compute)
 campaign --recipe authors --results "$authors" --seeds 0 --rows teacher r18-none r18-both
+campaign --recipe authors --results "$authors" --seeds 0 --rows r18-kd r18-none-compute
 campaign --recipe authors --results "$authors" --seeds 0 1 2 --rows r18-none mnv2-none
 campaign --recipe authors --results "$authors" --seeds 0 1 2 --rows "${rows[@]}"
 campaign --recipe paper --results "$paper" --teacher "$authors/teacher-s0/best.pt" \
