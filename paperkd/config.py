@@ -295,6 +295,15 @@ def resolve(preset: str = "custom", scale: str = "paper", recipe: str | None = N
     return validate(Config(**values))
 
 
+def scheduled_epochs(preset: str, scale: str) -> int:
+    """The epochs `preset` trains at `scale` (its per-preset entry's, else the scale's, else the default), as
+    `resolve` gives them, without building a config (which would want a teacher for a distilling preset)."""
+    values = dict(SCALES[scale])
+    per_preset = values.pop("presets", {}).get(preset, {})
+    fallback = PRESETS.get(preset, {}).get("epochs", Config.__dataclass_fields__["epochs"].default)
+    return per_preset.get("epochs", values.get("epochs", fallback))
+
+
 def scale_name(values: dict[str, Any]) -> str:
     """The scale a recorded config was made at: a scale's name can pass to a new definition (the records of the
     earlier `cpu` scale say "cpu"), so a recorded name whose values no longer match gives way to the scale whose
@@ -329,5 +338,5 @@ PRE_RECIPE_FIELDS: dict[str, Any] = {
 }
 
 
-__all__ = ["Config", "PRESETS", "EXTRA_ROWS", "SCALES", "TABLE_ROWS", "PAPER_WEIGHTS", "RECIPES", "DEFAULT_RECIPE", "resolve",
-           "scale_name", "validate", "from_dict"]
+__all__ = ["Config", "PRESETS", "EXTRA_ROWS", "SCALES", "TABLE_ROWS", "PAPER_WEIGHTS", "RECIPES", "DEFAULT_RECIPE",
+           "resolve", "scale_name", "scheduled_epochs", "validate", "from_dict"]

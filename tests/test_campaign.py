@@ -1,9 +1,12 @@
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 
 from paperkd.campaign import ensure_runs, plan
 from paperkd.errors import PaperkdError
+from paperkd.pages.campaigns import PLAN
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,3 +120,23 @@ def test_the_equal_compute_schedule_agrees_with_the_benchmark_it_was_sized_from(
     assert (run["size"], run["batch"]) == (scale["crop"], scale["batch_size"])
     ratio = next(r for r in run["rows"] if r["preset"] == "r18-both")["ratio_to_student"]
     assert scale["presets"]["r18-none-compute"]["epochs"] == round(scale["epochs"] * ratio)
+
+
+def test_the_campaign_script_runs_the_plan_the_pages_estimate_from():
+    script = (REPO / "tools" / "campaign_cpu.sh").read_text().replace("\\\n", " ")
+    arrays = {m[1]: shlex.split(m[2]) for m in re.finditer(r"^(\w+)=\(([^)]*)\)", script, re.M)}
+    ran: dict[str, dict[str, set]] = {}
+    for line in script.splitlines():
+        if not line.startswith("campaign "):
+            continue
+        words = [w for word in shlex.split(line)
+                 for w in (arrays[word[2:-4]] if word.startswith("${") and word.endswith("[@]}") else [word])]
+        recipe, seeds = words[words.index("--recipe") + 1], []
+        rows = words[words.index("--rows") + 1:]
+        for word in words[words.index("--seeds") + 1:]:
+            if not word.isdigit():
+                break
+            seeds.append(int(word))
+        for row in rows:
+            ran.setdefault(recipe, {}).setdefault(row, set()).update(seeds)
+    assert ran == {recipe: {row: set(seeds) for row, seeds in rows.items()} for recipe, rows in PLAN.items()}

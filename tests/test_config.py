@@ -2,7 +2,7 @@ import pytest
 
 import dataclasses
 
-from paperkd.config import DEFAULT_RECIPE, PRESETS, RECIPES, SCALES, TABLE_ROWS, Config, from_dict, resolve
+from paperkd.config import DEFAULT_RECIPE, PRESETS, RECIPES, SCALES, TABLE_ROWS, Config, from_dict, resolve, scheduled_epochs
 from paperkd.errors import ConfigError
 
 
@@ -138,3 +138,12 @@ def test_scale_name_follows_the_values_not_the_recorded_name():
     assert scale_name(earlier) == "cpu-240"
     assert scale_name({**now, "crop": 99}) == "cpu"  # an override is not another scale
     assert scale_name(resolve("r18-none", "smoke", dataset="standin").to_dict()) == "smoke"
+
+
+def test_scheduled_epochs_are_the_epochs_resolve_gives():
+    for scale in SCALES:
+        for preset in PRESETS:
+            plain = preset == "teacher" or preset.endswith(("-none", "-none-compute"))
+            epochs = resolve(preset, scale, dataset="standin", teacher=None if plain else "teacher.pt").epochs
+            assert scheduled_epochs(preset, scale) == epochs, (preset, scale)
+    assert scheduled_epochs("teacher", "cpu") == 60 and scheduled_epochs("r18-none-compute", "cpu") == 20

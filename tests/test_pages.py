@@ -1,6 +1,7 @@
 """The results pages (paperkd.pages): what each opens with, read from records a test writes, and how it is shown."""
 
 import json
+import math
 import shutil
 
 import nbformat
@@ -149,6 +150,24 @@ def test_the_connector_only_epochs_of_a_short_schedule_are_stated_as_the_recipes
     assert "10% of its schedule lost; 0.8% at the paper's 120" in text
     make_record(tmp_path, "r18-both", 0, 0.42, config={"connector_warmup_epochs": 0, "epochs": 10})
     assert findings.student_epochs_markdown(campaign(tmp_path, findings.ROWS)) is None  # the paper recipe's
+
+
+def test_the_budget_is_estimated_from_measured_epoch_times_and_the_step_costs(tmp_path):
+    main, pilot, bench = tmp_path / "main", tmp_path / "pilot", tmp_path / "bench.json"
+    for folder, preset, epochs, wall_s in ((main, "r18-none", 2, 240.0), (pilot, "teacher", 4, 1200.0)):
+        make_record(folder, preset, 0, 0.4, epochs=((1.0, 0.3),) * epochs)
+        path = folder / f"{preset}-s0" / "record.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "wall_s": wall_s}))  # 2 and 5 minutes an epoch
+    bench.write_text(json.dumps({"rows": [{"preset": "r18-none", "median_ms": 100.0},
+                                          {"preset": "r18-both", "median_ms": 250.0}]}))
+    plan = {"authors": {"teacher": (0,), "r18-none": (0, 1), "r18-pair": (0,), "r18-none-compute": (0,)}}
+    hours = findings.estimated_hours({"authors": str(main)}, pilot, bench, plan)
+    # finished 4 min; teacher 60 epochs x 5; r18-none-s1 10 x 2; r18-pair 10 x 2 x 2.5; r18-none-compute 20 x 2
+    assert hours == pytest.approx((4 + 300 + 20 + 50 + 40) / 60)
+    assert math.isnan(findings.estimated_hours({"authors": str(main)}, pilot, tmp_path / "none.json", plan))
+    table = findings.regime_targets(campaign(main, findings.ROWS), estimate=hours).set_index("target")
+    assert table.iloc[-1]["verdict"] == "so far within" and "about 7 h when complete" in table.iloc[-1]["measured"]
+    assert findings.regime_targets(campaign(main, findings.ROWS), estimate=17.0).iloc[-1]["verdict"] == "missed"
 
 
 def test_every_code_cell_of_an_executed_page_is_hidden_but_kept(tmp_path):

@@ -12,10 +12,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from paperkd import claims, separation
-from paperkd.config import EXTRA_ROWS, TABLE_ROWS, Config
+from paperkd.config import EXTRA_ROWS, TABLE_ROWS, Config, scheduled_epochs
 from paperkd.pages.answer import provenance_markdown, show, versus_cell
-from paperkd.pages.campaigns import MAIN, Source, book_runs, campaign
-from paperkd.records import load_records
+from paperkd.pages.campaigns import MAIN, PLAN, Source, book_runs, campaign
+from paperkd.records import load_records, read_json
 from paperkd.report.plots import plot_seed_scores, plot_training_curves
 from paperkd.report.summary import teacher_margin_markdown
 
@@ -26,6 +26,7 @@ TEACHER_LEAD = 5.0  # mIoU points over each plain student's mean
 LAST_QUARTER_GAIN = 1.0  # mIoU points the last quarter of the epochs may still add, mean over seeds
 SEED_STD = 1.0  # mIoU points, sample std of a plain student's seeds
 BUDGET_HOURS = 16.0  # wall-clock hours of the whole campaign on a 2-core machine
+CAMPAIGN_BENCH = "results/bench/cpu-65-b8-campaign.json"  # the step costs of the `cpu` scale, side by side
 
 
 def sources(folders: Mapping[str, str] | None = None) -> list[Source]:
@@ -113,8 +114,9 @@ def last_quarter_gain(record: Mapping) -> float:
     return 100 * (scored[last] - scored[earlier]) if earlier in scored else math.nan
 
 
-def regime_targets(source: Source, budget_folders: Iterable[str] = ()) -> pd.DataFrame:
-    """Each target of the regime, what the records measure, and whether it is met ('not yet' without the runs)."""
+def regime_targets(source: Source, budget_folders: Iterable[str] = (), estimate: float | None = None) -> pd.DataFrame:
+    """Each target of the regime, what the records measure, and whether it is met ('not yet' without the runs);
+    `estimate`: the whole campaign's hours (`estimated_hours`), which decides the budget before the campaign ends."""
     runs = source.runs
     rows = []
     teacher = separation.seed_scores(runs, "teacher")
@@ -139,10 +141,55 @@ def regime_targets(source: Source, budget_folders: Iterable[str] = ()) -> pd.Dat
                      f"{std:.2f} ({len(scores)} seeds)",
                      "not yet" if math.isnan(std) else ("met" if std <= SEED_STD else "missed")))
     hours = campaign_hours([source.folder, *budget_folders])
+    estimate = math.nan if estimate is None else estimate
     rows.append((f"the whole campaign within about {BUDGET_HOURS:g} h on a 2-core machine",
-                 f"{hours:.1f} h so far (wall clock of the finished runs)", "so far within" if
-                 hours <= BUDGET_HOURS else "missed"))
+                 f"{hours:.1f} h so far (wall clock of the finished runs)" +
+                 ("" if math.isnan(estimate) else f"; about {estimate:.0f} h when complete (estimate from the "
+                                                  "measured epoch times)"),
+                 "missed" if max(hours, 0 if math.isnan(estimate) else estimate) > BUDGET_HOURS else "so far within"))
     return pd.DataFrame(rows, columns=["target", "measured", "verdict"])
+
+
+def minutes_per_epoch(runs: pd.DataFrame, preset: str) -> float:
+    """Median wall-clock minutes per epoch (validation included) of a row's finished runs; NaN without one."""
+    records = list(runs[runs["preset"] == preset]["record"]) if len(runs) else []
+    minutes = sorted(r["wall_s"] / 60 / len(r["epochs"]) for r in records if r.get("wall_s") and r["epochs"])
+    return minutes[len(minutes) // 2] if minutes else math.nan
+
+
+def estimated_hours(folders: Mapping[str, str], pilot: str | Path, bench: str | Path = CAMPAIGN_BENCH,
+                    plan: Mapping[str, Mapping[str, Iterable[int]]] = PLAN) -> float:
+    """Hours the whole campaign (`plan`) takes: the finished runs' wall clock, plus each missing run at its row's
+    measured minutes per epoch times the `cpu` scale's epochs. A row without a finished run is timed from its
+    backbone's plain student, times the proposed step's cost over the plain step's in `bench` when it distils (the
+    teacher: from the pilot's teacher). NaN while a needed time is not measured yet."""
+    runs = {recipe: campaign(folder, ROWS).runs for recipe, folder in folders.items()}
+    every = pd.concat([r for r in runs.values() if len(r)], ignore_index=True) if any(map(len, runs.values())) \
+        else pd.DataFrame()
+    pilot_runs = load_records(pilot) if Path(pilot).is_dir() else pd.DataFrame()
+    steps = {r["preset"]: r["median_ms"] for r in read_json(bench, "benchmark file")["rows"]} \
+        if Path(bench).is_file() else {}
+
+    def per_epoch(preset: str) -> float:
+        measured = minutes_per_epoch(every, preset)
+        if not math.isnan(measured):
+            return measured
+        if preset == "teacher":
+            return minutes_per_epoch(pilot_runs, "teacher")
+        backbone = preset.split("-")[0]
+        plain = f"{backbone}-none"
+        both = steps.get(f"{backbone}-both", math.nan)
+        ratio = 1.0 if preset.startswith(plain) else both / steps.get(plain, math.nan)
+        return minutes_per_epoch(every, plain) * ratio
+
+    hours = campaign_hours(folders.values())
+    for recipe, rows in plan.items():
+        done = set(runs[recipe]["run_name"]) if recipe in runs and len(runs[recipe]) else set()
+        for preset, seeds in rows.items():
+            missing = [s for s in seeds if f"{preset}-s{s}" not in done]
+            if missing:
+                hours += len(missing) * scheduled_epochs(preset, "cpu") * per_epoch(preset) / 60
+    return hours
 
 
 def campaign_hours(folders: Iterable[str]) -> float:
@@ -172,7 +219,8 @@ def regime(folders: Mapping[str, str] | None = None, pilot: str = "results/pilot
     """The regime's targets on the main campaign (all its folders count for the time), then the pilot's runs."""
     folders = MAIN if folders is None else folders
     main = sources(folders)[0]
-    show(regime_targets(main, folders.values()).style.hide(axis="index").set_caption(
+    estimate = estimated_hours(folders, pilot)
+    show(regime_targets(main, folders.values(), estimate).style.hide(axis="index").set_caption(
         f"The regime's targets, measured on {main.label}"))
     if learning_curves(main, pilot) is not None:
         plt.show()
@@ -222,5 +270,6 @@ def provenance(results: str, seeds: Iterable[int], folders: Mapping[str, str] | 
     show(provenance_markdown([*sources(folders), book_runs(results, ROWS, seeds)]))
 
 
-__all__ = ["ROWS", "answer", "campaign_hours", "claims_table", "could_it_help", "every_seed", "last_quarter_gain",
-           "learning_curves", "pilot_table", "provenance", "regime", "regime_targets", "smoke_check", "student_epochs_markdown"]
+__all__ = ["ROWS", "answer", "campaign_hours", "claims_table", "could_it_help", "estimated_hours", "every_seed",
+           "last_quarter_gain", "learning_curves", "minutes_per_epoch", "pilot_table", "provenance", "regime",
+           "regime_targets", "smoke_check", "student_epochs_markdown"]
