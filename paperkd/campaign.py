@@ -1,6 +1,7 @@
 """Run many rows x seeds into one results folder, skipping runs whose record exists: resumable over several sittings.
 
     ensure_runs(["teacher", "r18-both"], seeds=[0, 1, 2], scale="cpu", results="results/cpu")  -> DataFrame
+    status(["teacher", "r18-both"], seeds=[0, 1, 2], scale="cpu", results="results/cpu")       -> what it would do
 
 Students distil from the teacher of seed `teacher_seed` (0): the paper trains one teacher, then freezes it. The
 teacher's other seeds are trained too when asked for (Table 2 reports the teacher's spread over seeds).
@@ -25,11 +26,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from paperkd.atomic import atomic_open
-from paperkd.checkpoint import selected_checkpoint
+from paperkd.checkpoint import load_checkpoint, selected_checkpoint
 from paperkd.config import PRESETS, Config, resolve
 from paperkd.errors import PaperkdError
 from paperkd.records import (DIVERGED_NAME, PRE_RECIPE, RecordError, diverged_runs, find_record, load_records,
-                             read_record)
+                             read_record, reported_metrics)
 
 LOCK_NAME = ".lock"  # held while a process trains the run (campaign.run_lock)
 
@@ -63,6 +64,44 @@ def _distils(preset: str) -> bool:
     return Config(**PRESETS[preset]).distills
 
 
+def campaign_plan(presets: list[str], seeds: list[int], *, scale: str = "smoke", dataset: str = "standin",
+                  data_root: str | None = None, results: str = "runs/book", device: str = "auto",
+                  epochs: int | None = None, teacher_seed: int = 0, teacher_epochs: int | None = None,
+                  teacher: str | None = None, **overrides: Any) -> list[Config]:
+    """`plan` for a results folder: the configs `ensure_runs` (and `status`) work through, done or not."""
+    if teacher is not None and not Path(teacher).is_file():
+        raise PaperkdError(f"teacher checkpoint not found: {teacher}")
+    settings = {"scale": scale, "dataset": dataset, "data_root": data_root, "out": results, "device": device,
+                "epochs": epochs, **overrides}
+    return plan(presets, seeds, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs, teacher=teacher,
+                **settings)
+
+
+def status(presets: list[str], seeds: list[int], *, results: str = "runs/book", **settings: Any) -> pd.DataFrame:
+    """What `ensure_runs` with the same arguments would do, without training: one row per planned run, its epochs,
+    and its state: done (its record's mIoU), diverged (skipped), resumes after epoch k of its checkpoint, or new."""
+    configs = campaign_plan(presets, seeds, results=results, **settings)
+    diverged = diverged_runs(results)
+    rows = []
+    for cfg in configs:
+        record = find_record(results, cfg.name)
+        checkpoint = Path(results) / cfg.name / "checkpoint.pt"
+        if record is not None and finished(results, cfg.name, progress=False):
+            state = f"done ({100 * reported_metrics(read_record(record))['miou']:.2f} mIoU)"
+        elif cfg.name in diverged:
+            state = "diverged: skipped"
+        elif checkpoint.is_file():
+            try:
+                state = f"after epoch {load_checkpoint(checkpoint, needs=('epoch',))['epoch']}"
+            except PaperkdError as err:
+                state = f"starts over: {err}"
+            state = f"training now, {state}" if busy(results, cfg.name) else f"resumes {state}"
+        else:
+            state = "training now" if busy(results, cfg.name) else "to train"
+        rows.append({"run": cfg.name, "recipe": cfg.recipe, "epochs": cfg.epochs, "state": state})
+    return pd.DataFrame(rows, columns=["run", "recipe", "epochs", "state"])
+
+
 def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", dataset: str = "standin",
                 data_root: str | None = None, results: str = "runs/book", device: str = "auto",
                 epochs: int | None = None, reuse: bool = True, teacher_seed: int = 0, progress: bool = True,
@@ -70,12 +109,9 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
     """Train every (preset, seed) whose record is missing from `results`; return the records of those runs.
     `epochs` overrides the scale's epochs of every run, `teacher_epochs` then those of the teacher alone; `teacher`
     is a checkpoint trained elsewhere for every student to distil from (see `plan`)."""
-    if teacher is not None and not Path(teacher).is_file():
-        raise PaperkdError(f"teacher checkpoint not found: {teacher}")
-    settings = {"scale": scale, "dataset": dataset, "data_root": data_root, "out": results, "device": device,
-                "epochs": epochs, **overrides}
-    configs = plan(presets, seeds, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs, teacher=teacher,
-                   **settings)
+    configs = campaign_plan(presets, seeds, scale=scale, dataset=dataset, data_root=data_root, results=results,
+                            device=device, epochs=epochs, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs,
+                            teacher=teacher, **overrides)
     known_diverged = diverged_runs(results) if reuse else {}
     done = {c.name for c in configs if reuse and finished(results, c.name, progress)}
     for cfg in configs:
@@ -112,6 +148,20 @@ def run_lock(results: str | Path, run_name: str, wait: bool) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def busy(results: str | Path, run_name: str) -> bool:
+    """Whether another process holds the run's lock (is training it); creates nothing."""
+    path = Path(results) / run_name / LOCK_NAME
+    if not path.is_file():
+        return False
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait: bool) -> bool:

@@ -197,11 +197,16 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     from paperkd.config import TABLE_ROWS
 
     presets = list(dict.fromkeys(args.rows or [p for table in args.tables for p in TABLE_ROWS[table]]))
-    df = ensure_runs(presets, args.seeds, scale=args.scale, dataset=args.dataset, data_root=args.data_root,
-                     results=args.results, device=args.device, epochs=args.epochs,
-                     teacher_epochs=args.teacher_epochs, teacher=args.teacher, workers=args.workers,
-                     backbone_weights=args.backbone_weights, pixel_variant=args.pixel_variant, amp=args.amp,
-                     recipe=args.recipe, progress=not args.quiet)
+    settings = dict(scale=args.scale, dataset=args.dataset, data_root=args.data_root, results=args.results,
+                    device=args.device, epochs=args.epochs, teacher_epochs=args.teacher_epochs, teacher=args.teacher,
+                    workers=args.workers, backbone_weights=args.backbone_weights, pixel_variant=args.pixel_variant,
+                    amp=args.amp, recipe=args.recipe)
+    if args.dry_run:
+        from paperkd.campaign import status
+
+        print(status(presets, args.seeds, **settings).to_string(index=False))
+        return 0
+    df = ensure_runs(presets, args.seeds, progress=not args.quiet, **settings)
     summary = df.groupby("preset", sort=False)["miou"].agg(["mean", "std", "count"])
     print(summary.to_string(float_format=lambda v: f"{100 * v:.2f}"))
     return 0
@@ -353,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "keep each reading in its own results folder")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast for every run, or --no-amp to switch it off (default: the scale's; on in gpu)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="train nothing: list every planned run and what the campaign would do with it (done, "
+                        "diverged, resumes after epoch k, to train)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_campaign)
 

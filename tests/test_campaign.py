@@ -1,3 +1,5 @@
+import fcntl
+import json
 import re
 import shlex
 from pathlib import Path
@@ -140,3 +142,26 @@ def test_the_campaign_script_runs_the_plan_the_pages_estimate_from():
         for row in rows:
             ran.setdefault(recipe, {}).setdefault(row, set()).update(seeds)
     assert ran == {recipe: {row: set(seeds) for row, seeds in rows.items()} for recipe, rows in PLAN.items()}
+
+
+def test_a_dry_run_says_what_the_campaign_would_do_with_each_run_and_trains_nothing(tmp_path):
+    from test_report import make_record
+
+    from paperkd.campaign import LOCK_NAME, status
+    from paperkd.checkpoint import save_checkpoint
+
+    make_record(tmp_path, "r18-none", 0, 0.4123, scale="cpu")
+    save_checkpoint(tmp_path / "r18-none-s1" / "checkpoint.pt", {"config": {}, "epoch": 3})
+    (tmp_path / "r18-kd-s0").mkdir()
+    (tmp_path / "r18-kd-s0" / "diverged.json").write_text(json.dumps({"run_name": "r18-kd-s0", "message": "nan"}))
+    save_checkpoint(tmp_path / "mnv2-none-s0" / "checkpoint.pt", {"config": {}, "epoch": 7})
+    with open(tmp_path / "mnv2-none-s0" / LOCK_NAME, "a") as held:  # another process is training it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        table = status(["r18-none", "r18-kd", "mnv2-none"], [0, 1], scale="cpu", dataset="standin",
+                       results=str(tmp_path), teacher=str(save_checkpoint(tmp_path / "t.pt", {})))
+    assert dict(zip(table["run"], table["state"])) == {
+        "r18-none-s0": "done (41.23 mIoU)", "r18-kd-s0": "diverged: skipped",
+        "mnv2-none-s0": "training now, after epoch 7", "r18-none-s1": "resumes after epoch 3",
+        "r18-kd-s1": "to train", "mnv2-none-s1": "to train"}
+    assert list(table["epochs"]) == [10] * 6
+    assert not (tmp_path / "r18-kd-s1").exists() and not (tmp_path / "mnv2-none-s1").exists()  # created nothing

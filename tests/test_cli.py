@@ -188,6 +188,19 @@ def test_campaign_rows_reading_and_amp_reach_the_runs(capsys, tmp_path, monkeypa
     assert calls[2][2]["amp"] is False  # switched off even where the scale turns it on
 
 
+def test_campaign_dry_run_lists_the_plan_and_trains_nothing(capsys, tmp_path, monkeypatch):
+    import paperkd.campaign
+
+    monkeypatch.setattr(paperkd.campaign, "ensure_runs", lambda *a, **k: pytest.fail("a dry run trained"))
+    code, out, _ = run(capsys, "campaign", "--rows", "r18-none", "r18-both", "--seeds", "0", "--scale", "cpu",
+                       "--results", str(tmp_path), "--dry-run")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["run", "recipe", "epochs", "state"]
+    assert [line.split()[:3] for line in lines[1:]] == [["teacher-s0", "authors", "60"], ["r18-none-s0", "authors",
+                                                        "10"], ["r18-both-s0", "authors", "10"]]
+    assert all(line.endswith("to train") for line in lines[1:]) and not list(tmp_path.iterdir())
+
+
 def test_campaign_rows_and_tables_exclude_each_other(capsys, tmp_path):
     with pytest.raises(SystemExit):
         run(capsys, "campaign", "--rows", "r18-none", "--tables", "table1", "--results", str(tmp_path))
