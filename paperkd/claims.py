@@ -73,8 +73,11 @@ def make_claim(id: str, sentence: str, better: str, worse: str, table: str) -> C
 
 
 def _table1_claims(short: str, name: str) -> list[Claim]:
-    """The four orderings of Table 1 for one student backbone."""
+    """The five orderings of Table 1 for one student backbone: the proposed method over none, each term over none,
+    the two together over each alone."""
     return [
+        make_claim(f"{short}-both-over-none", f"The proposed method (pixel-wise + pair-wise) improves the {name} "
+                   "student over no distillation.", f"{short}-both", f"{short}-none", "table1"),
         make_claim(f"{short}-pixel-over-none", f"Pixel-wise distillation improves the {name} student over no "
                    "distillation.", f"{short}-pixel", f"{short}-none", "table1"),
         make_claim(f"{short}-pair-over-none", f"Pair-wise distillation improves the {name} student over no "
@@ -141,6 +144,8 @@ def sign_flip_p(differences: Iterable[float]) -> float:
     n = len(values)
     if n == 0:
         raise ValueError("sign_flip_p needs at least one paired difference")
+    if not np.isfinite(values).all():
+        raise ValueError(f"sign_flip_p needs finite differences, got {values.tolist()}")
     if n > MAX_PAIRS:
         raise ValueError(f"{n} paired differences: exact enumeration of 2^{n} sign assignments is too slow "
                          f"(at most {MAX_PAIRS})")

@@ -45,6 +45,12 @@ def test_sign_flip_p_of_a_mixed_case_matches_brute_force():
         assert cl.sign_flip_p(values) == pytest.approx(brute_force_p(values))
 
 
+def test_sign_flip_p_refuses_what_has_no_sign():
+    for bad in ([], [1.0, math.nan], [math.inf, 1.0]):
+        with pytest.raises(ValueError):
+            cl.sign_flip_p(bad)
+
+
 def test_sign_flip_p_counts_ties_that_rounding_would_break():
     # [1, 1, 2]: only the observed signs and their mirror reach |sum| 4
     assert cl.sign_flip_p([1.0, 1.0, 2.0]) == pytest.approx(2 / 8)
@@ -117,7 +123,8 @@ def test_paired_differences_refuse_two_runs_of_one_seed():
 
 def test_claims_follow_the_paper_and_flag_the_pair_it_orders_against_its_text():
     ids = [claim.id for claim in cl.CLAIMS]
-    assert len(ids) == len(set(ids)) == 13
+    assert len(ids) == len(set(ids)) == 15
+    assert {"r18-both-over-none", "mnv2-both-over-none"} <= set(ids)  # the headline of Table 1
     by_id = {claim.id: claim for claim in cl.CLAIMS}
     assert by_id["r18-pixel-over-none"].paper_difference == pytest.approx(TABLE1["r18-pixel"]["miou"]
                                                                           - TABLE1["r18-none"]["miou"])
@@ -160,8 +167,8 @@ def test_claim_table_gives_verdicts_and_not_run():
     assert table.loc["r18-both-over-heo", "verdict"] == cl.NOT_RUN
 
     text = cl.claims_markdown("cpu", table)
-    assert "of the 4 claims with runs of both rows, 1 reproduced, 1 contradicted, 2 not decided" in text
-    assert "(9 more not run or diverged)" in text
+    assert "of the 5 claims with runs of both rows, 1 reproduced, 1 contradicted, 3 not decided" in text
+    assert "(10 more not run or diverged)" in text
     assert "Reproduced: `r18-pixel-over-none`." in text and "Contradicted: `r18-pair-over-none`." in text
     assert "2 claims have the 5 or more paired seeds" in text and "about 0.2 false verdicts" in text
 
@@ -175,5 +182,6 @@ def test_claim_table_without_any_runs_never_crashes():
 
 def test_claims_markdown_when_no_claim_has_enough_seeds():
     runs = runs_of({"r18-none": {0: 60.0, 1: 61.0, 2: 62.0}, "r18-pixel": {0: 63.0, 1: 64.0, 2: 65.0}})
-    text = cl.claims_markdown("cpu", cl.claim_table(runs, claims=cl.CLAIMS[:1]))
+    pixel = [claim for claim in cl.CLAIMS if claim.id == "r18-pixel-over-none"]
+    text = cl.claims_markdown("cpu", cl.claim_table(runs, claims=pixel))
     assert "0 reproduced, 0 contradicted, 1 not decided" in text and "no verdict was possible" in text

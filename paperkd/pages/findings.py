@@ -5,7 +5,9 @@ whether the regime meets the targets it was chosen for (measured from the pilot'
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -40,19 +42,35 @@ def claims_table(source: Source, table: pd.DataFrame) -> pd.DataFrame:
     (`paperkd.separation`: every seed of one row above every seed of the other), which 3 seeds against 3 can pass."""
     unpaired = [versus_cell(separation.versus(source.runs, {b: w}, diverged=source.diverged).loc[b]).split(", ", 1)[-1]
                 for b, w in zip(table["better"], table["worse"])]  # one claim at a time: a row is in several
-    needed = [("" if n is None or (isinstance(n, float) and math.isnan(n)) else str(int(n)))
-              for n in table["seeds_needed"]]
+    def needed(n: object, verdict: str) -> str:
+        if n is not None and not (isinstance(n, float) and math.isnan(n)):
+            return str(int(n))
+        return f"≥ {claims.MIN_PAIRS}" if verdict == claims.UNDECIDED else ""  # nothing to estimate from yet
+
+    def left_out(row: pd.Series) -> str:
+        """The seeds that are not in the pairs: a diverged run has no score, an unpaired one no partner."""
+        parts = ([f"{', '.join(row['diverged'])} diverged"] if row["diverged"] else []) + \
+            ([f"{row['unpaired']} unpaired"] if row["unpaired"] else [])
+        return f"{row['ours']}; {'; '.join(parts)}" if parts else row["ours"]
+
     tables = {c.id: c.table.replace("table", "Table ") for c in claims.CLAIMS}
+    notes = [("¹ " if note else "") for note in table["note"]]
     return pd.DataFrame({
         "table": [tables.get(i, "") for i in table.index],
-        "claim": [f"{b} > {w}" for b, w in zip(table["better"], table["worse"])],
-        "paper": table["paper"].map(lambda v: f"{v:+.2f}"),
-        "ours, paired (n)": table["ours"],
-        "p": table["p"].map(lambda v: "" if math.isnan(v) else f"{v:.2g}"),
+        "claim": [f"{mark}{b} > {w}" for mark, b, w in zip(notes, table["better"], table["worse"])],
+        "paper (VOC)": table["paper"].map(lambda v: f"{v:+.2f}"),
+        "ours, paired (n)": [left_out(row) for _, row in table.iterrows()],
+        "p": table["p"].map(lambda v: "" if math.isnan(v) else f"{v:.3g}"),
         "verdict": table["verdict"],
-        "seeds needed": needed,
+        "seeds needed (total)": [needed(n, v) for n, v in zip(table["seeds_needed"], table["verdict"])],
         "unpaired rule": unpaired,
     }, index=table.index)
+
+
+def claim_notes(table: pd.DataFrame) -> str | None:
+    """The footnote of the claims marked ¹: where the paper's own numbers order a pair against its text."""
+    notes = [f"`{i}`: {note}" for i, note in zip(table.index, table["note"]) if note]
+    return "¹ " + "; ".join(notes) + "." if notes else None
 
 
 def answer(folders: Mapping[str, str] | None = None) -> None:
@@ -63,9 +81,9 @@ def answer(folders: Mapping[str, str] | None = None) -> None:
             continue
         table = claims.claim_table(source.runs, diverged=list(source.diverged))
         judged = (table["verdict"] != claims.NOT_RUN).any()  # a table of "not run" only says nothing
-        show(claims.claims_markdown(source.label, table), *([claims_table(source, table).style.hide(axis="index")
-                                                             .set_caption(f"The paper's claims: {source.label}")]
-                                                            if judged else []))
+        shown = [claims_table(source, table).style.hide(axis="index").set_caption(
+            f"The paper's claims: {source.label}"), claim_notes(table)] if judged else []
+        show(claims.claims_markdown(source.label, table), *(item for item in shown if item is not None))
 
 
 def could_it_help(folders: Mapping[str, str] | None = None) -> None:
@@ -114,82 +132,118 @@ def last_quarter_gain(record: Mapping) -> float:
     return 100 * (scored[last] - scored[earlier]) if earlier in scored else math.nan
 
 
-def regime_targets(source: Source, budget_folders: Iterable[str] = (), estimate: float | None = None) -> pd.DataFrame:
-    """Each target of the regime, what the records measure, and whether it is met ('not yet' without the runs);
-    `estimate`: the whole campaign's hours (`estimated_hours`), which decides the budget before the campaign ends."""
+def regime_targets(source: Source, budget_folders: Iterable[str] = (), estimate: Estimate | None = None,
+                   planned_seeds: int = len(PLAN["authors"]["r18-none"])) -> pd.DataFrame:
+    """Each target of the regime, what the records measure, and whether it is met ('not yet' without the runs; 'so
+    far' while a plain student has fewer than its `planned_seeds`); `estimate`: the whole campaign's hours
+    (`estimated_hours`), which judges the budget before the campaign ends. Measures are compared as shown (2
+    decimals), so a row never reads "+5.00 ... missed"."""
     runs = source.runs
     rows = []
     teacher = separation.seed_scores(runs, "teacher")
+
+    def judged(met: bool, seeds: int) -> str:
+        return ("met" if met else "missed") + (" so far" if seeds < planned_seeds else "")
+
     for plain in PLAIN:
         scores = separation.seed_scores(runs, plain)
+        target = f"teacher leads {plain} by ≥ {TEACHER_LEAD:g} points, every seed above every seed"
         if len(teacher) and len(scores):
-            lead = teacher.mean() - scores.mean()
+            lead = round(teacher.mean() - scores.mean(), 2)
             apart = teacher.min() > scores.max()
-            rows.append((f"teacher leads {plain} by ≥ {TEACHER_LEAD:g} points, every seed above every seed",
-                         f"{lead:+.2f}; {'every seed above' if apart else 'seeds overlap'}",
-                         "met" if lead >= TEACHER_LEAD and apart else "missed"))
+            rows.append((target, f"{lead:+.2f}; {'every seed above' if apart else 'seeds overlap'}",
+                         judged(lead >= TEACHER_LEAD and apart, len(scores))))
         else:
-            rows.append((f"teacher leads {plain} by ≥ {TEACHER_LEAD:g} points", "no runs", "not yet"))
+            missing = " and ".join(w for w, n in (("teacher", len(teacher)), (plain, len(scores))) if not n)
+            rows.append((target, f"no {missing} run yet", "not yet"))
         records = list(runs[runs["preset"] == plain]["record"]) if len(runs) else []
         gains = [g for g in map(last_quarter_gain, records) if not math.isnan(g)]
-        gain = sum(gains) / len(gains) if gains else math.nan
+        gain = round(sum(gains) / len(gains), 2) if gains else math.nan
         rows.append((f"{plain} near convergence: the last quarter of its epochs adds < {LAST_QUARTER_GAIN:g}",
-                     "no runs" if not gains else f"{gain:+.2f} (mean of {len(gains)} seeds)",
-                     "not yet" if not gains else ("met" if gain < LAST_QUARTER_GAIN else "missed")))
-        std = scores.std(ddof=1) if len(scores) > 1 else math.nan
+                     f"no {plain} run yet" if not gains else
+                     f"{gain:+.2f} (mean of {len(gains)} seed{'s' * (len(gains) > 1)})",
+                     "not yet" if not gains else judged(gain < LAST_QUARTER_GAIN, len(gains))))
+        std = round(scores.std(ddof=1), 2) if len(scores) > 1 else math.nan
         rows.append((f"{plain} seed std ≤ {SEED_STD:g}", "fewer than 2 seeds" if math.isnan(std) else
                      f"{std:.2f} ({len(scores)} seeds)",
-                     "not yet" if math.isnan(std) else ("met" if std <= SEED_STD else "missed")))
-    hours = campaign_hours([source.folder, *budget_folders])
-    estimate = math.nan if estimate is None else estimate
-    rows.append((f"the whole campaign within about {BUDGET_HOURS:g} h on a 2-core machine",
-                 f"{hours:.1f} h so far (wall clock of the finished runs)" +
-                 ("" if math.isnan(estimate) else f"; about {estimate:.0f} h when complete (estimate from the "
-                                                  "measured epoch times)"),
-                 "missed" if max(hours, 0 if math.isnan(estimate) else estimate) > BUDGET_HOURS else "so far within"))
+                     "not yet" if math.isnan(std) else judged(std <= SEED_STD, len(scores))))
+    rows.append(budget_row(campaign_hours([source.folder, *budget_folders]), estimate))
     return pd.DataFrame(rows, columns=["target", "measured", "verdict"])
 
 
-def minutes_per_epoch(runs: pd.DataFrame, preset: str) -> float:
-    """Median wall-clock minutes per epoch (validation included) of a row's finished runs; NaN without one."""
-    records = list(runs[runs["preset"] == preset]["record"]) if len(runs) else []
-    minutes = sorted(r["wall_s"] / 60 / len(r["epochs"]) for r in records if r.get("wall_s") and r["epochs"])
-    return minutes[len(minutes) // 2] if minutes else math.nan
+def epoch_minutes(runs: pd.DataFrame, preset: str) -> tuple[float, float]:
+    """Median minutes per epoch of a row's finished runs: training, and the rest of the wall clock (validation,
+    checkpoints); NaNs without a run."""
+    records = [r for r in (runs[runs["preset"] == preset]["record"] if len(runs) else []) if r.get("wall_s")
+               and r["epochs"]]
+    if not records:
+        return math.nan, math.nan
+    train = [sum(e["time_s"] for e in r["epochs"]) / len(r["epochs"]) / 60 for r in records]
+    rest = [r["wall_s"] / len(r["epochs"]) / 60 - t for r, t in zip(records, train)]
+    return statistics.median(train), statistics.median(rest)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The whole campaign's hours (`hours`: the finished runs' wall clock plus the estimate of the `remaining`
+    runs; NaN while a time it needs is not measured yet)."""
+
+    hours: float
+    remaining: int
 
 
 def estimated_hours(folders: Mapping[str, str], pilot: str | Path, bench: str | Path = CAMPAIGN_BENCH,
-                    plan: Mapping[str, Mapping[str, Iterable[int]]] = PLAN) -> float:
-    """Hours the whole campaign (`plan`) takes: the finished runs' wall clock, plus each missing run at its row's
-    measured minutes per epoch times the `cpu` scale's epochs. A row without a finished run is timed from its
-    backbone's plain student, times the proposed step's cost over the plain step's in `bench` when it distils (the
-    teacher: from the pilot's teacher). NaN while a needed time is not measured yet."""
-    runs = {recipe: campaign(folder, ROWS).runs for recipe, folder in folders.items()}
-    every = pd.concat([r for r in runs.values() if len(r)], ignore_index=True) if any(map(len, runs.values())) \
-        else pd.DataFrame()
+                    plan: Mapping[str, Mapping[str, Iterable[int]]] = PLAN) -> Estimate:
+    """Hours the whole campaign (`plan`, {recipe: {row: seeds}}) takes: the finished runs' wall clock, plus each
+    missing run at its row's measured minutes per epoch times the `cpu` scale's epochs (a diverged run is not tried
+    again, so it is not missing). A row without a finished run is timed from its backbone's plain student, its
+    training minutes times the proposed step's cost over the plain step's in `bench` when it distils (validation
+    costs what the plain student's does); the teacher without a run, from the pilot's teacher."""
+    sources = {recipe: campaign(folder, ROWS) for recipe, folder in folders.items()}
+    every = pd.concat([s.runs for s in sources.values() if len(s.runs)], ignore_index=True) \
+        if any(len(s.runs) for s in sources.values()) else pd.DataFrame()
     pilot_runs = load_records(pilot) if Path(pilot).is_dir() else pd.DataFrame()
     steps = {r["preset"]: r["median_ms"] for r in read_json(bench, "benchmark file")["rows"]} \
         if Path(bench).is_file() else {}
 
     def per_epoch(preset: str) -> float:
-        measured = minutes_per_epoch(every, preset)
-        if not math.isnan(measured):
-            return measured
+        train, rest = epoch_minutes(every, preset)
+        if not math.isnan(train):
+            return train + rest
         if preset == "teacher":
-            return minutes_per_epoch(pilot_runs, "teacher")
+            return sum(epoch_minutes(pilot_runs, "teacher"))
         backbone = preset.split("-")[0]
         plain = f"{backbone}-none"
         both = steps.get(f"{backbone}-both", math.nan)
         ratio = 1.0 if preset.startswith(plain) else both / steps.get(plain, math.nan)
-        return minutes_per_epoch(every, plain) * ratio
+        train, rest = epoch_minutes(every, plain)
+        return train * ratio + rest
 
-    hours = campaign_hours(folders.values())
+    hours, remaining = campaign_hours(folders.values()), 0
     for recipe, rows in plan.items():
-        done = set(runs[recipe]["run_name"]) if recipe in runs and len(runs[recipe]) else set()
+        source = sources.get(recipe)
+        done = (set(source.runs["run_name"]) if len(source.runs) else set()) | set(source.diverged) if source else set()
         for preset, seeds in rows.items():
             missing = [s for s in seeds if f"{preset}-s{s}" not in done]
+            remaining += len(missing)
             if missing:
                 hours += len(missing) * scheduled_epochs(preset, "cpu") * per_epoch(preset) / 60
-    return hours
+    return Estimate(hours, remaining)
+
+
+def budget_row(hours: float, estimate: Estimate | None) -> tuple[str, str, str]:
+    """The regime's budget target: met or missed once the campaign is complete, 'on course' or 'on course to miss'
+    by the estimate while runs remain, 'not yet' while nothing estimates it."""
+    target = f"the whole campaign within about {BUDGET_HOURS:g} h of wall clock on the 2-core machine"
+    so_far = f"{hours:.1f} h so far (wall clock of the finished runs)"
+    if estimate is not None and estimate.remaining == 0:
+        return target, f"{hours:.1f} h, complete", "met" if hours <= BUDGET_HOURS else "missed"
+    if estimate is None or math.isnan(estimate.hours):
+        return target, f"{so_far}; no estimate yet (a time it needs is not measured)", \
+            "missed" if hours > BUDGET_HOURS else "not yet"
+    return (target, f"{so_far}; about {estimate.hours:.0f} h when complete ({estimate.remaining} runs to go, "
+            "estimated from the measured epoch times)",
+            "on course to miss (estimate)" if estimate.hours > BUDGET_HOURS else "on course (estimate)")
 
 
 def campaign_hours(folders: Iterable[str]) -> float:
@@ -207,18 +261,19 @@ def pilot_table(folder: str | Path) -> pd.DataFrame:
     rows = []
     for r in runs["record"] if len(runs) else []:
         minutes = [e["time_s"] / 60 for e in r["epochs"]]
+        gain = last_quarter_gain(r)
         rows.append({"run": r["run_name"], "epochs": r["config"]["epochs"],
                      "train / val images": f"{r['data']['train_images']} / {r['data']['val_images']}",
                      "mIoU": f"{100 * r['selected']['miou']:.2f}" if r.get("selected") else "",
-                     "last quarter added": f"{last_quarter_gain(r):+.2f}",
-                     "minutes per epoch (median)": f"{sorted(minutes)[len(minutes) // 2]:.1f}"})
+                     "last quarter added": "" if math.isnan(gain) else f"{gain:+.2f}",
+                     "training minutes per epoch (median)": f"{statistics.median(minutes):.1f}" if minutes else ""})
     return pd.DataFrame(rows)
 
 
 def regime(folders: Mapping[str, str] | None = None, pilot: str = "results/pilot-cpu/a") -> None:
     """The regime's targets on the main campaign (all its folders count for the time), then the pilot's runs."""
     folders = MAIN if folders is None else folders
-    main = sources(folders)[0]
+    main = campaign(folders["authors"], ROWS, name="main campaign, authors recipe")
     estimate = estimated_hours(folders, pilot)
     show(regime_targets(main, folders.values(), estimate).style.hide(axis="index").set_caption(
         f"The regime's targets, measured on {main.label}"))
@@ -228,7 +283,8 @@ def regime(folders: Mapping[str, str] | None = None, pilot: str = "results/pilot
     if len(table):
         show(f"The pilot that chose the regime (`{pilot}`, the runs it finished, {campaign_hours([pilot]):.1f} h of "
              "wall clock not counted in the campaign's):",
-             table.style.hide(axis="index").set_caption("Pilot A: plain students and teacher under the authors recipe"))
+             table.style.hide(axis="index").set_caption("Pilot A: plain students and teacher under the authors "
+                                                        "recipe, on the stand-in (not VOC)"))
 
 
 def learning_curves(main: Source, pilot: str | Path) -> plt.Figure | None:
@@ -247,7 +303,8 @@ def learning_curves(main: Source, pilot: str | Path) -> plt.Figure | None:
     labels = {p: f"{p} ({n} epochs{', mean of seeds' if (df['preset'] == p).sum() > 1 else ''})"
               for p, n in epochs.items()}
     return plot_training_curves(df, ["teacher", "pilot teacher", *PLAIN], labels=labels,
-                                title="Learning curves under the authors recipe (shaded: min to max over seeds)")
+                                title="Learning curves on the stand-in (not VOC), authors recipe (shaded: min to "
+                                      "max over seeds)")
 
 
 def every_seed(folders: Mapping[str, str] | None = None) -> None:
@@ -270,6 +327,6 @@ def provenance(results: str, seeds: Iterable[int], folders: Mapping[str, str] | 
     show(provenance_markdown([*sources(folders), book_runs(results, ROWS, seeds)]))
 
 
-__all__ = ["ROWS", "answer", "campaign_hours", "claims_table", "could_it_help", "estimated_hours", "every_seed",
-           "last_quarter_gain", "learning_curves", "minutes_per_epoch", "pilot_table", "provenance", "regime",
-           "regime_targets", "smoke_check", "student_epochs_markdown"]
+__all__ = ["Estimate", "ROWS", "answer", "budget_row", "campaign_hours", "claim_notes", "claims_table",
+           "could_it_help", "epoch_minutes", "estimated_hours", "every_seed", "last_quarter_gain", "learning_curves",
+           "pilot_table", "provenance", "regime", "regime_targets", "smoke_check", "student_epochs_markdown"]
