@@ -69,8 +69,6 @@ def campaign_plan(presets: list[str], seeds: list[int], *, scale: str = "smoke",
                   epochs: int | None = None, teacher_seed: int = 0, teacher_epochs: int | None = None,
                   teacher: str | None = None, **overrides: Any) -> list[Config]:
     """`plan` for a results folder: the configs `ensure_runs` (and `status`) work through, done or not."""
-    if teacher is not None and not Path(teacher).is_file():
-        raise PaperkdError(f"teacher checkpoint not found: {teacher}")
     settings = {"scale": scale, "dataset": dataset, "data_root": data_root, "out": results, "device": device,
                 "epochs": epochs, **overrides}
     return plan(presets, seeds, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs, teacher=teacher,
@@ -109,6 +107,8 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
     """Train every (preset, seed) whose record is missing from `results`; return the records of those runs.
     `epochs` overrides the scale's epochs of every run, `teacher_epochs` then those of the teacher alone; `teacher`
     is a checkpoint trained elsewhere for every student to distil from (see `plan`)."""
+    if teacher is not None and not Path(teacher).is_file():
+        raise PaperkdError(f"teacher checkpoint not found: {teacher}")
     configs = campaign_plan(presets, seeds, scale=scale, dataset=dataset, data_root=data_root, results=results,
                             device=device, epochs=epochs, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs,
                             teacher=teacher, **overrides)

@@ -5,15 +5,16 @@
 # the plain students' three seeds (their spread and convergence decide whether anything below can be read), every
 # row under the `authors` recipe, seed by seed, then the key rows under `paper` distilling from the same teacher. Resumable: rerun it; finished runs are skipped, an interrupted one resumes.
 #
-#   tools/campaign_cpu.sh <stand-in root>
+#   tools/campaign_cpu.sh <stand-in root>              # run it (resumes; finished runs are skipped)
+#   tools/campaign_cpu.sh <stand-in root> --dry-run    # where it stands, run by run; trains nothing
 #
 # PAPERKD names the command (default: paperkd), e.g. a launcher that runs a frozen checkout while this one changes.
 # The stand-in: paperkd make-standin <root> --labels-from ../shared/data/voc2012-labels --size 80
 set -euo pipefail
-data=${1:?usage: tools/campaign_cpu.sh <stand-in root>}
+data=${1:?usage: tools/campaign_cpu.sh <stand-in root> [--dry-run]}
 authors=results/cpu-standin-voclabels-80
 paper=results/cpu-standin-voclabels-80-paper
-common=(--scale cpu --dataset standin --data-root "$data" --quiet)
+common=(--scale cpu --dataset standin --data-root "$data" --quiet "${@:2}")
 read -r -a paperkd <<< "${PAPERKD:-paperkd}"
 campaign() { nice -n 10 "${paperkd[@]}" campaign "${common[@]}" "$@"; }
 rows=(r18-none r18-both r18-pixel r18-pair r18-gat r18-heo r18-pixel-middle r18-pair-end r18-kd
