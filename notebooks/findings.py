@@ -22,7 +22,8 @@
 # claim are compared seed by seed (students of one seed share their initial weights and data order), with the exact
 # sign-flip test on the paired differences (`paperkd.claims`): it assumes only that, without a real difference, each
 # pair's difference is as likely to be d as -d. A verdict needs p ≤ 0.1, and with n pairs p can be no smaller than
-# 2^(1-n), so no claim can be decided with fewer than 5 seeds; "seeds needed" estimates how many would decide it.
+# 2^(1-n), so no claim can be decided with fewer than 5 seeds (the campaign gives 5 to its headline pair, the plain
+# and the proposed ResNet-18, and 3 to every other row); "seeds needed" estimates how many would decide a claim.
 # Beside it, the unpaired rule of the table pages: every seed of one row above every seed of the other, which 3 seeds
 # against 3 pass by chance with p = 0.1. The two are different tests of the same question; the verdict is the
 # paired one, chosen before the runs because the campaign pairs its seeds.

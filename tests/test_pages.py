@@ -114,9 +114,11 @@ def test_figure2_is_drawn_from_saved_predictions_alone(tmp_path, tiny_standin):
 def test_the_regime_targets_are_measured_from_the_records(tmp_path):
     write_campaign(tmp_path, {"teacher": [0.50, 0.51, 0.52], "r18-none": [0.40, 0.41, 0.43],
                               "mnv2-none": [0.30, 0.36, 0.33]})
-    table = findings.regime_targets(campaign(tmp_path, findings.ROWS)).set_index("target")
+    three = {"r18-none": range(3), "mnv2-none": range(3)}
+    table = findings.regime_targets(campaign(tmp_path, findings.ROWS), plan=three).set_index("target")
     verdicts = dict(zip(table.index.str.split(" ").str[:3].str.join(" "), zip(table["measured"], table["verdict"])))
     assert verdicts["teacher leads r18-none"] == ("+9.67; every seed above", "met")
+    assert findings.regime_targets(campaign(tmp_path, findings.ROWS)).iloc[0]["verdict"] == "met so far"  # 3 of 5
     assert verdicts["teacher leads mnv2-none"][1] == "met"
     lead = {k: v for k, v in verdicts.items() if "convergence" in k or "near" in k}
     assert lead and all(v[1] == "met" for v in lead.values())  # the last quarter adds at most 1 point

@@ -3,7 +3,8 @@
 # a partial campaign most useful: the teacher, the runs of Figure 2 (plain and proposed ResNet-18, seed 0), the two
 # controls of seed 0 (logit KD: can this teacher teach at all? the plain student given the proposed one's compute),
 # the plain students' three seeds (their spread and convergence decide whether anything below can be read), every
-# row under the `authors` recipe, seed by seed, then the key rows under `paper` distilling from the same teacher. Resumable: rerun it; finished runs are skipped, an interrupted one resumes.
+# row under the `authors` recipe, seed by seed, seeds 3 and 4 of the headline pair (plain and proposed ResNet-18),
+# then the key rows under `paper` distilling from the same teacher. Resumable: rerun it; finished runs are skipped, an interrupted one resumes.
 #
 #   tools/campaign_cpu.sh <stand-in root>              # run it (resumes; finished runs are skipped)
 #   tools/campaign_cpu.sh <stand-in root> --dry-run    # where it stands, run by run; trains nothing
@@ -23,5 +24,7 @@ campaign --recipe authors --results "$authors" --seeds 0 --rows teacher r18-none
 campaign --recipe authors --results "$authors" --seeds 0 --rows r18-kd r18-none-compute
 campaign --recipe authors --results "$authors" --seeds 0 1 2 --rows r18-none mnv2-none
 campaign --recipe authors --results "$authors" --seeds 0 1 2 --rows "${rows[@]}"
+# the headline claim (proposed > none) twice more: the paired test cannot decide anything with fewer than 5 seeds
+campaign --recipe authors --results "$authors" --seeds 3 4 --rows r18-none r18-both
 campaign --recipe paper --results "$paper" --teacher "$authors/teacher-s0/best.pt" \
          --seeds 0 1 2 --rows r18-none r18-both r18-gat r18-heo

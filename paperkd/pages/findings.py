@@ -133,19 +133,21 @@ def last_quarter_gain(record: Mapping) -> float:
 
 
 def regime_targets(source: Source, budget_folders: Iterable[str] = (), estimate: Estimate | None = None,
-                   planned_seeds: int = len(PLAN["authors"]["r18-none"])) -> pd.DataFrame:
+                   plan: Mapping[str, Iterable[int]] = PLAN["authors"]) -> pd.DataFrame:
     """Each target of the regime, what the records measure, and whether it is met ('not yet' without the runs; 'so
-    far' while a plain student has fewer than its `planned_seeds`); `estimate`: the whole campaign's hours
+    far' while a plain student has fewer seeds than `plan` gives it); `estimate`: the whole campaign's hours
     (`estimated_hours`), which judges the budget before the campaign ends. Measures are compared as shown (2
     decimals), so a row never reads "+5.00 ... missed"."""
     runs = source.runs
     rows = []
     teacher = separation.seed_scores(runs, "teacher")
 
-    def judged(met: bool, seeds: int) -> str:
-        return ("met" if met else "missed") + (" so far" if seeds < planned_seeds else "")
-
     for plain in PLAIN:
+        planned = len(tuple(plan.get(plain, ())))
+
+        def judged(met: bool, seeds: int) -> str:
+            return ("met" if met else "missed") + (" so far" if seeds < planned else "")  # noqa: B023 (used at once)
+
         scores = separation.seed_scores(runs, plain)
         target = f"teacher leads {plain} by ≥ {TEACHER_LEAD:g} points, every seed above every seed"
         if len(teacher) and len(scores):
