@@ -106,6 +106,13 @@ def test_figure2_is_drawn_from_saved_predictions_alone(tmp_path, tiny_standin):
     assert (rows[0]["teacher (ResNet-101)"] == rows[0]["teacher (ResNet-101)"][0, 0]).all()  # one colour: class 15
     assert not (rows[0]["teacher (ResNet-101)"] == rows[0]["student (ResNet-18)"]).all()
     assert any("`r18-both-s0` saved no predictions" in n and "paperkd save-predictions" in n for n in notes)
+    record_path = tmp_path / "r18-none-s0" / "record.json"
+    record = json.loads(record_path.read_text())
+    for selected, why in (({"epoch": 1}, "names no checkpoint SHA-256"), ({"sha256": "b" * 64}, "SHA-256 differs")):
+        record_path.write_text(json.dumps({**record, "selected": selected}))
+        rows, notes = figure2.grid(tmp_path)
+        assert "student (ResNet-18)" not in rows[0] and any("`r18-none-s0`" in n and why in n for n in notes)
+    record_path.write_text(json.dumps(record))
     shutil.rmtree(tmp_path / "teacher-s0" / "predictions")
     (tmp_path / "r18-none-s0" / "predictions" / "manifest.json").write_text("{")
     assert figure2.grid(tmp_path)[0] == []  # nothing readable: no figure, and each column says why

@@ -37,7 +37,12 @@ def grid(folder: str | Path, seed: int = 0, columns: Mapping[str, str] = COLUMNS
             try:
                 manifest, selected = read_manifest(run_dir), read_record(run_dir / "record.json").get("selected")
                 weights = (manifest.get("checkpoint") or {}).get("sha256")
-                if selected and weights != selected.get("sha256"):
+                if selected and not selected.get("sha256"):
+                    notes.append(f"`{run_dir.name}`: its record names no checkpoint SHA-256 (a record from before "
+                                 "they were kept), so its predictions cannot be tied to its weights; its column is "
+                                 "left out (train it again to draw it)")
+                    continue
+                if selected and weights != selected["sha256"]:
                     notes.append(f"`{run_dir.name}`: its predictions come from other weights than the ones its "
                                  "record reports (checkpoint SHA-256 differs), so its column is left out")
                     continue
