@@ -30,7 +30,8 @@ from paperkd.separation import EVIDENCE_P
 REPRODUCED, CONTRADICTED, UNDECIDED = "reproduced", "contradicted", "not decided"
 NOT_RUN = "not run"  # a row of the claim has no finished run and no diverged one
 DIVERGED = "diverged"  # a row of the claim has no finished run, but diverged ones
-MAX_PAIRS = 20  # 2^20 sign assignments: enumerating more is slow, and no campaign has that many seeds
+MAX_PAIRS = 20  # up to 2^20 sign assignments are enumerated (exact p); above, SAMPLED_ASSIGNMENTS are drawn
+SAMPLED_ASSIGNMENTS = 2 ** 16  # a Monte-Carlo p with a standard error below 0.002, drawn with a fixed seed
 TOLERANCE = 1e-9  # relative: a sign assignment whose |mean| equals the observed one up to rounding is a tie
 
 # The smallest n with 2^(1 - n) <= EVIDENCE_P: below it no outcome of the sign-flip test is evidence.
@@ -139,18 +140,19 @@ def sign_flip_p(differences: Iterable[float]) -> float:
     Assumption: if the two rows do not really differ, each pair's difference is symmetric about 0, so its sign is
     as likely + as - and the signs are exchangeable, whatever the spread. The pairs are the campaign's: the two runs
     of one seed share initial weights and data order, and flipping a sign swaps the two runs of that seed. With all n
-    differences of one sign (and none zero) p = 2^(1 - n); all differences zero give p = 1."""
+    differences of one sign (and none zero) p = 2^(1 - n); all differences zero give p = 1. Above `MAX_PAIRS`
+    pairs the fraction is estimated from `SAMPLED_ASSIGNMENTS` random assignments (a fixed seed: the same p every
+    time), so that a campaign given the seeds `seeds_needed` asks for still gets its verdict."""
     values = np.asarray(list(differences), dtype=float)
     n = len(values)
     if n == 0:
         raise ValueError("sign_flip_p needs at least one paired difference")
     if not np.isfinite(values).all():
         raise ValueError(f"sign_flip_p needs finite differences, got {values.tolist()}")
-    if n > MAX_PAIRS:
-        raise ValueError(f"{n} paired differences: exact enumeration of 2^{n} sign assignments is too slow "
-                         f"(at most {MAX_PAIRS})")
-    # every assignment of signs at once: row k holds the signs of the bits of k
-    signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+    if n > MAX_PAIRS:  # too many to enumerate: a fixed random sample of the assignments estimates the same fraction
+        signs = np.random.default_rng(0).choice(np.array([-1, 1]), size=(SAMPLED_ASSIGNMENTS, n))
+    else:  # every assignment of signs at once: row k holds the signs of the bits of k
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
     sums = np.abs(signs @ values)  # |sum| orders the assignments as |mean| does: n is the same for all
     observed = abs(values.sum())
     return float(np.mean(sums >= observed - TOLERANCE * np.abs(values).sum()))

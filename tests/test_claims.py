@@ -45,6 +45,20 @@ def test_sign_flip_p_of_a_mixed_case_matches_brute_force():
         assert cl.sign_flip_p(values) == pytest.approx(brute_force_p(values))
 
 
+def test_sign_flip_p_beyond_enumeration_is_a_reproducible_estimate_of_the_same_fraction():
+    rng = np.random.default_rng(3)
+    mixed = rng.normal(0.3, 1.0, size=cl.MAX_PAIRS)
+    exact = cl.sign_flip_p(mixed)
+    cl_max, cl.MAX_PAIRS = cl.MAX_PAIRS, cl.MAX_PAIRS - 1  # the same differences, now sampled
+    try:
+        sampled = cl.sign_flip_p(mixed)
+    finally:
+        cl.MAX_PAIRS = cl_max
+    assert sampled == pytest.approx(exact, abs=0.01) and sampled != exact
+    many = np.full(25, 0.5)
+    assert cl.sign_flip_p(many) == cl.sign_flip_p(many) < 0.001  # all of one sign: 2^-24, estimated as about 0
+
+
 def test_sign_flip_p_refuses_what_has_no_sign():
     for bad in ([], [1.0, math.nan], [math.inf, 1.0]):
         with pytest.raises(ValueError):
