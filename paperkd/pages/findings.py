@@ -175,12 +175,13 @@ def regime_targets(source: Source, budget_folders: Iterable[str] = (), estimate:
 
 def epoch_minutes(runs: pd.DataFrame, preset: str) -> tuple[float, float]:
     """Median minutes per epoch of a row's finished runs: training, and the rest of the wall clock (validation,
-    checkpoints); NaNs without a run."""
+    checkpoints); NaNs without a run. A record without per-epoch training times counts all of it as training."""
     records = [r for r in (runs[runs["preset"] == preset]["record"] if len(runs) else []) if r.get("wall_s")
                and r["epochs"]]
     if not records:
         return math.nan, math.nan
-    train = [sum(e["time_s"] for e in r["epochs"]) / len(r["epochs"]) / 60 for r in records]
+    train = [sum(e.get("time_s", r["wall_s"] / len(r["epochs"])) for e in r["epochs"]) / len(r["epochs"]) / 60
+             for r in records]
     rest = [r["wall_s"] / len(r["epochs"]) / 60 - t for r, t in zip(records, train)]
     return statistics.median(train), statistics.median(rest)
 
