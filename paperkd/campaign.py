@@ -26,7 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from paperkd.atomic import atomic_open
-from paperkd.checkpoint import load_checkpoint, selected_checkpoint
+from paperkd.checkpoint import CHECKPOINT_NAME, load_checkpoint, selected_checkpoint
 from paperkd.config import PRESETS, Config, resolve
 from paperkd.errors import PaperkdError
 from paperkd.records import (DIVERGED_NAME, PRE_RECIPE, RecordError, diverged_runs, find_record, load_records,
@@ -82,10 +82,9 @@ def status(presets: list[str], seeds: list[int], *, results: str = "runs/book", 
     diverged = diverged_runs(results)
     rows = []
     for cfg in configs:
-        record = find_record(results, cfg.name)
-        checkpoint = Path(results) / cfg.name / "checkpoint.pt"
-        if record is not None and finished(results, cfg.name, progress=False):
-            state = f"done ({100 * reported_metrics(read_record(record))['miou']:.2f} mIoU)"
+        checkpoint = Path(results) / cfg.name / CHECKPOINT_NAME
+        if finished(results, cfg.name, progress=False):
+            state = f"done ({100 * reported_metrics(read_record(find_record(results, cfg.name)))['miou']:.2f} mIoU)"
         elif cfg.name in diverged:
             state = "diverged: skipped"
         elif checkpoint.is_file():
@@ -152,16 +151,10 @@ def run_lock(results: str | Path, run_name: str, wait: bool) -> Iterator[bool]:
 
 def busy(results: str | Path, run_name: str) -> bool:
     """Whether another process holds the run's lock (is training it); creates nothing."""
-    path = Path(results) / run_name / LOCK_NAME
-    if not path.is_file():
+    if not (Path(results) / run_name / LOCK_NAME).is_file():
         return False
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
+    with run_lock(results, run_name, wait=False) as free:
+        return not free
 
 
 def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait: bool) -> bool:

@@ -205,9 +205,9 @@ SCALES: dict[str, dict[str, Any]] = {
     # Sized for 2 CPU cores and a stand-in rendered at short side 80 from the real VOC label maps: the whole
     # 1,464-image train split, a fixed 300-image val subset, crop 65, batch 8; students 10 epochs, the teacher 60.
     # Chosen by a pilot of candidate regimes (book: reproduce, from results/pilot-cpu), whose 30-epoch teacher only
-    # tied the plain ResNet-18. The equal-compute row's
-    # epochs: 10 x the proposed step's cost over the plain one's, rounded, as measured side by side at this crop and
-    # batch in results/bench/cpu-65-b8-campaign.json (tests/test_campaign.py checks the two agree).
+    # tied the plain ResNet-18. The equal-compute row's epochs: 10 x the proposed step's cost over the plain one's,
+    # rounded, as measured side by side at this crop and batch in results/bench/cpu-65-b8-campaign.json
+    # (tests/test_campaign.py checks the two agree).
     "cpu": {"epochs": 10, "crop": 65, "val_size": 65, "batch_size": 8, "max_train_images": None,
             "max_val_images": 300, "workers": 1,
             "presets": {"teacher": {"epochs": 60}, "r18-none-compute": {"epochs": 20}}},
@@ -274,6 +274,13 @@ def validate(cfg: Config) -> Config:
 def resolve(preset: str = "custom", scale: str = "paper", recipe: str | None = None, **overrides: Any) -> Config:
     """Defaults <- recipe <- preset <- scale <- overrides (None values in `overrides` mean "not given" and are
     skipped; `recipe=None` is the default recipe, `DEFAULT_RECIPE`)."""
+    return validate(Config(**layered_values(preset, scale, recipe, **overrides)))
+
+
+def layered_values(preset: str = "custom", scale: str = "paper", recipe: str | None = None,
+                   **overrides: Any) -> dict[str, Any]:
+    """The config values `resolve` layers (recipe <- preset <- scale <- overrides) before the defaults fill the rest
+    and `validate` checks them; unknown presets, scales, recipes and fields get a `ConfigError`."""
     if preset != "custom" and preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     if scale not in SCALES:
@@ -292,16 +299,13 @@ def resolve(preset: str = "custom", scale: str = "paper", recipe: str | None = N
     values.update(scale_values)
     values.update(per_preset.get(preset, {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return validate(Config(**values))
+    return values
 
 
 def scheduled_epochs(preset: str, scale: str) -> int:
-    """The epochs `preset` trains at `scale` (its per-preset entry's, else the scale's, else the default), as
-    `resolve` gives them, without building a config (which would want a teacher for a distilling preset)."""
-    values = dict(SCALES[scale])
-    per_preset = values.pop("presets", {}).get(preset, {})
-    fallback = PRESETS.get(preset, {}).get("epochs", Config.__dataclass_fields__["epochs"].default)
-    return per_preset.get("epochs", values.get("epochs", fallback))
+    """The epochs `preset` trains at `scale`, as `resolve` gives them, without building a config (which would want
+    a teacher for a distilling preset)."""
+    return layered_values(preset, scale).get("epochs", Config.__dataclass_fields__["epochs"].default)
 
 
 def scale_name(values: dict[str, Any]) -> str:
@@ -339,4 +343,4 @@ PRE_RECIPE_FIELDS: dict[str, Any] = {
 
 
 __all__ = ["Config", "PRESETS", "EXTRA_ROWS", "SCALES", "TABLE_ROWS", "PAPER_WEIGHTS", "RECIPES", "DEFAULT_RECIPE",
-           "resolve", "scale_name", "scheduled_epochs", "validate", "from_dict"]
+           "layered_values", "resolve", "scale_name", "scheduled_epochs", "validate", "from_dict"]

@@ -4,7 +4,8 @@
 # controls of seed 0 (logit KD: can this teacher teach at all? the plain student given the proposed one's compute),
 # the plain students' three seeds (their spread and convergence decide whether anything below can be read), every
 # row under the `authors` recipe, seed by seed, seeds 3 and 4 of the headline pair (plain and proposed ResNet-18),
-# then the key rows under `paper` distilling from the same teacher. Resumable: rerun it; finished runs are skipped, an interrupted one resumes.
+# then the key rows under `paper` distilling from the same teacher. Resumable: rerun it; finished runs are skipped,
+# an interrupted one resumes.
 #
 #   tools/campaign_cpu.sh <stand-in root>              # run it (resumes; finished runs are skipped)
 #   tools/campaign_cpu.sh <stand-in root> --dry-run    # where it stands, run by run; trains nothing

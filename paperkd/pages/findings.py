@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from paperkd import claims, separation
-from paperkd.config import EXTRA_ROWS, TABLE_ROWS, Config, scheduled_epochs
+from paperkd.config import EXTRA_ROWS, TABLE_ROWS, scheduled_epochs
 from paperkd.pages.answer import provenance_markdown, show, versus_cell
 from paperkd.pages.campaigns import MAIN, PLAN, Source, book_runs, campaign
 from paperkd.records import load_records, read_json
@@ -112,7 +112,7 @@ def student_epochs_markdown(source: Source) -> str | None:
     schedules = sorted((w, e) for w, e in schedules if w)
     if not schedules:
         return None
-    paper_epochs = Config.__dataclass_fields__["epochs"].default
+    paper_epochs = scheduled_epochs("r18-both", "paper")
     parts = [f"the first {w} of {e} epochs train only the connectors (nothing, in a row without connectors), so the "
              f"student's network trains {e - w} epochs "
              f"to the plain student's {e} ({w / e:.0%} of its schedule lost; {w / paper_epochs:.1%} at the paper's "
@@ -144,17 +144,13 @@ def regime_targets(source: Source, budget_folders: Iterable[str] = (), estimate:
 
     for plain in PLAIN:
         planned = len(tuple(plan.get(plain, ())))
-
-        def judged(met: bool, seeds: int) -> str:
-            return ("met" if met else "missed") + (" so far" if seeds < planned else "")  # noqa: B023 (used at once)
-
         scores = separation.seed_scores(runs, plain)
         target = f"teacher leads {plain} by ≥ {TEACHER_LEAD:g} points, every seed above every seed"
         if len(teacher) and len(scores):
             lead = round(teacher.mean() - scores.mean(), 2)
             apart = teacher.min() > scores.max()
             rows.append((target, f"{lead:+.2f}; {'every seed above' if apart else 'seeds overlap'}",
-                         judged(lead >= TEACHER_LEAD and apart, len(scores))))
+                         target_verdict(lead >= TEACHER_LEAD and apart, len(scores), planned)))
         else:
             missing = " and ".join(w for w, n in (("teacher", len(teacher)), (plain, len(scores))) if not n)
             rows.append((target, f"no {missing} run yet", "not yet"))
@@ -164,13 +160,18 @@ def regime_targets(source: Source, budget_folders: Iterable[str] = (), estimate:
         rows.append((f"{plain} near convergence: the last quarter of its epochs adds < {LAST_QUARTER_GAIN:g}",
                      f"no {plain} run yet" if not gains else
                      f"{gain:+.2f} (mean of {len(gains)} seed{'s' * (len(gains) > 1)})",
-                     "not yet" if not gains else judged(gain < LAST_QUARTER_GAIN, len(gains))))
+                     "not yet" if not gains else target_verdict(gain < LAST_QUARTER_GAIN, len(gains), planned)))
         std = round(scores.std(ddof=1), 2) if len(scores) > 1 else math.nan
         rows.append((f"{plain} seed std ≤ {SEED_STD:g}", "fewer than 2 seeds" if math.isnan(std) else
                      f"{std:.2f} ({len(scores)} seeds)",
-                     "not yet" if math.isnan(std) else judged(std <= SEED_STD, len(scores))))
+                     "not yet" if math.isnan(std) else target_verdict(std <= SEED_STD, len(scores), planned)))
     rows.append(budget_row(campaign_hours([source.folder, *budget_folders]), estimate))
     return pd.DataFrame(rows, columns=["target", "measured", "verdict"])
+
+
+def target_verdict(met: bool, seeds: int, planned: int) -> str:
+    """A target's verdict, 'so far' while fewer seeds than `planned` are in."""
+    return ("met" if met else "missed") + (" so far" if seeds < planned else "")
 
 
 def epoch_minutes(runs: pd.DataFrame, preset: str) -> tuple[float, float]:
