@@ -99,6 +99,38 @@ def add_recipe_option(parser: argparse.ArgumentParser) -> None:
                              f"Default: {DEFAULT_RECIPE}")
 
 
+DEVICE_HELP = "auto (cuda when present, else cpu), cpu, cuda or cuda:N"
+
+
+def scale_help(default: str) -> str:
+    """What each scale sets, read from `SCALES` itself (epochs, crop, batch, images), and the default."""
+    base = Config()
+    words = []
+    for name, values in SCALES.items():
+        v = {field: values.get(field, getattr(base, field))
+             for field in ("epochs", "crop", "batch_size", "max_train_images", "max_val_images")}
+        longer = ", ".join(f"{preset} {over['epochs']}" for preset, over in values.get("presets", {}).items()
+                           if "epochs" in over)
+        train, val = ("all" if n is None else f"{n:,}" for n in (v["max_train_images"], v["max_val_images"]))
+        words.append(f"{name} = {v['epochs']} epochs{f' ({longer})' if longer else ''}, crop {v['crop']}, "
+                     f"batch {v['batch_size']}, {train} train and {val} val images")
+    return f"how large the runs are, never the method: {'; '.join(words)} (default: {default})"
+
+
+def add_scale_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--scale", default=default, choices=list(SCALES), metavar="SCALE", help=scale_help(default))
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """`--dataset` and `--data-root`, the same words on every command that reads a dataset."""
+    parser.add_argument("--dataset", default="standin", choices=["standin", "voc"], help=HELP["dataset"])
+    parser.add_argument("--data-root", default=None, help=HELP["data_root"])
+
+
+def add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _recipe_defaults(field: str, default) -> str:
     """'X' or 'authors X, paper Y' for a field the recipes set."""
     values = {name: fields[field] for name, fields in RECIPES.items() if field in fields}
@@ -259,31 +291,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="custom", choices=["custom", *PRESETS],
                    help="a row of Tables 1-3: teacher, r18-none|pixel|pair|both, mnv2-..., r18-gat, r18-heo, "
                         "r18-pixel-middle, r18-pair-end")
-    p.add_argument("--scale", default="paper", choices=list(SCALES),
-                   help="paper = full recipe; cpu / smoke shrink data, crop and epochs, never the method")
+    add_scale_option(p, "paper")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<run name>/checkpoint.pt")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_option(p)
     _add_config_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="mIoU and per-class IoU of a checkpoint")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a paperkd checkpoint (checkpoint.pt or best.pt of a run)")
     p.add_argument("--data-root", default=None, help="VOC-layout root (default: the embedded stand-in)")
-    p.add_argument("--split", default="val")
-    p.add_argument("--val-size", type=int, default=513)
-    p.add_argument("--val-mode", default="square", choices=["square", "short_side"])
-    p.add_argument("--max-images", type=int, default=None)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--split", default="val", help="the split to evaluate (ImageSets/Segmentation/<split>.txt)")
+    p.add_argument("--val-size", type=int, default=513, help="validation size (paper: 513)")
+    p.add_argument("--val-mode", default="square", choices=["square", "short_side"], help=HELP["val_mode"])
+    p.add_argument("--max-images", type=int, default=None, help="only the first N images (default: all)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
-    p.add_argument("--quiet", action="store_true")
+    add_quiet_option(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="images -> VOC-palette masks and overlays")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a paperkd checkpoint (checkpoint.pt or best.pt of a run)")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=int, default=513, help="resize to size x size before the model (paper: 513)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("save-predictions", help="backfill the saved predictions (Figure 2) of finished runs",
@@ -294,35 +325,38 @@ def build_parser() -> argparse.ArgumentParser:
                                    "existed save them themselves; it is for older runs whose checkpoints are still "
                                    "here. Every folder is checked before anything is written.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (<results>/<run name>)")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default: cpu)")
     p.add_argument("--data-root", default=None,
                    help="folder holding VOCdevkit/VOC2012 (default: the data_root of the run's config; the embedded "
                         "stand-in for a stand-in run without one)")
     p.set_defaults(func=cmd_save_predictions)
 
     p = sub.add_parser("make-standin", help="write a synthetic stand-in dataset in the VOC layout")
-    p.add_argument("out")
+    p.add_argument("out", help="the folder to write (VOCdevkit/VOC2012 inside it); must not exist or be empty")
     p.add_argument("--labels-from", default=None,
                    help="a VOC label folder to take real label maps from (e.g. ../shared/data/voc2012-labels); "
                         "default: procedural labels")
-    p.add_argument("--n-train", type=int, default=None)
-    p.add_argument("--n-val", type=int, default=None)
+    p.add_argument("--n-train", type=int, default=None,
+                   help="train images (default: VOC's 1,464, or every image of the split with --labels-from)")
+    p.add_argument("--n-val", type=int, default=None,
+                   help="val images (default: VOC's 1,449, or every image of the split with --labels-from)")
     p.add_argument("--size", type=int, default=None, help="short side in pixels (default: native size)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic images (the same seed, the same bytes)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
     p.set_defaults(func=cmd_make_standin)
 
     p = sub.add_parser("check-data", help="validate a VOC-layout folder and list every problem")
-    p.add_argument("root")
-    p.add_argument("--splits", nargs="+", default=["train", "val"])
-    p.add_argument("--sbd", action="store_true")
+    p.add_argument("root", help="folder holding VOCdevkit/VOC2012 (or VOCdevkit, or VOC2012)")
+    p.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to check (default: train val)")
+    p.add_argument("--sbd", action="store_true", help="also check the SBD-augmented labels (SegmentationClassAug)")
     p.set_defaults(func=cmd_check_data)
 
     p = sub.add_parser("info", help="per-part parameter counts, GFLOPs and CPU latency of teacher and students")
-    p.add_argument("--backbones", nargs="+", default=["resnet101", "resnet18", "mobilenet_v2"])
-    p.add_argument("--size", type=int, default=513)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--backbones", nargs="+", default=["resnet101", "resnet18", "mobilenet_v2"],
+                   help="backbones to summarise (default: the teacher's and both students')")
+    p.add_argument("--size", type=int, default=513, help="input size x size (paper: 513)")
+    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default: cpu)")
+    p.add_argument("--repeats", type=int, default=3, help="timed forward passes per model (the median is shown)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("campaign", help="train every row of Tables 1-3 x seeds into one folder (resumable)",
@@ -331,17 +365,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and restarted at any time.")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--tables", nargs="+", default=["table1", "table2", "table3"],
-                       choices=["table1", "table2", "table3"])
+                       choices=["table1", "table2", "table3"], help="train the rows of these tables (default: all)")
     which.add_argument("--rows", nargs="+", default=None, choices=list(PRESETS), metavar="PRESET",
                        help="train these rows (presets), in this order, instead of the tables' rows; e.g. the "
                             "students first and the teacher's other seeds last")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--scale", default="cpu", choices=list(SCALES))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds of every row (default: 0 1 2, the paper's 3); students of one seed share their "
+                        "initialisation and data order, so rows compare in pairs")
+    add_scale_option(p, "cpu")
     add_recipe_option(p)
-    p.add_argument("--dataset", default="standin", choices=["standin", "voc"])
-    p.add_argument("--data-root", default=None)
+    add_data_options(p)
     p.add_argument("--results", required=True, help="results folder (records are kept, checkpoints too)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--epochs", type=int, default=None, help="override the scale's epochs")
     p.add_argument("--teacher-epochs", type=int, default=None,
                    help="override the teacher's epochs alone (the cpu and gpu scales give it more than the students "
@@ -349,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None, metavar="CKPT",
                    help="distil every student from this teacher checkpoint (e.g. another campaign's "
                         "teacher-s0/best.pt) instead of training the folder's own teacher")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="data loader worker processes (default: the scale's)")
     p.add_argument("--backbone-weights", default=None,
                    help="ImageNet weights for every backbone, as a short torchvision name resolved per backbone in "
                         "the torch hub cache (IMAGENET1K_V1 or DEFAULT); the paper starts from ImageNet weights")
@@ -361,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="train nothing: list every planned run and what the campaign would do with it (done, "
                         "diverged, resumes after epoch k, to train)")
-    p.add_argument("--quiet", action="store_true")
+    add_quiet_option(p)
     p.set_defaults(func=cmd_campaign)
 
     p = sub.add_parser("calibrate", help="each weighted distillation term's value and gradient against the CE's",
@@ -374,13 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", required=True, help="the trained teacher's checkpoint")
     p.add_argument("--recipe", default=None, choices=list(RECIPES), help="one recipe (default: every recipe)")
     p.add_argument("--batches", type=int, default=4, help="training batches to average over")
-    p.add_argument("--scale", default="cpu", choices=list(SCALES))
-    p.add_argument("--dataset", default="standin", choices=["standin", "voc"])
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    add_scale_option(p, "cpu")
+    add_data_options(p)
+    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default: cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the student's initialisation and the batches")
     p.add_argument("--json", default=None, help="write the result here (the book's method page reads it)")
-    p.add_argument("--quiet", action="store_true")
+    add_quiet_option(p)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("bench", help="time a training step per method, side by side, and inference",
@@ -391,14 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=513, help="input crop (paper: 513)")
     p.add_argument("--batch", type=int, default=6, help="batch size (paper: 6)")
     add_recipe_option(p)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--repeats", type=int, default=5, help="timed steps per method (median and spread)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per method before the timed ones")
     p.add_argument("--methods", nargs="+", default=None, metavar="PRESET",
                    help="student presets to time (default: GAT, Heo, pixel, pair, both, both positions)")
     p.add_argument("--teacher-dtype", default=None, choices=["fp32", "bf16", "fp16"],
                    help="autocast dtype of the teacher forward (the student stays fp32)")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--channels-last", action="store_true", help="time with the channels_last memory format")
     p.add_argument("--compile-teacher", action="store_true", help="torch.compile the teacher forward")
     p.add_argument("--inference-mode", action=argparse.BooleanOptionalAction, default=True,
                    help="teacher forward under torch.inference_mode")
@@ -409,17 +443,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-teacher-step", action="store_true", help="skip the teacher training step")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--teacher", default=None, help="trained teacher checkpoint for the reduced-precision agreement")
-    p.add_argument("--quiet", action="store_true")
+    add_quiet_option(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("book", help="execute the notebooks with papermill and build the Jupyter Book")
-    p.add_argument("--scale", default="smoke", choices=list(SCALES))
+    add_scale_option(p, "smoke")
     add_recipe_option(p)
-    p.add_argument("--dataset", default="standin", choices=["standin", "voc"])
-    p.add_argument("--data-root", default=None)
+    add_data_options(p)
     p.add_argument("--results", default="runs/book", help="run records folder the notebooks read and fill")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default: cpu)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds of the build's own runs (default: 0)")
     p.add_argument("--epochs", type=int, default=None, help="override the scale's epochs")
     p.add_argument("--notebooks", nargs="+", default=None, help="only these notebooks (names without .py)")
     p.add_argument("--no-reuse", action="store_true", help="retrain runs whose records exist")

@@ -1,5 +1,6 @@
 """The command line: help texts, one-line errors (no traceback, exit 2) for bad values and bad data."""
 
+import argparse
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import torch
 
 from paperkd.checkpoint import save_checkpoint
 from paperkd.cli import main
-from paperkd.config import resolve
+from paperkd.config import SCALES, resolve
 from paperkd.data.palette import save_label_png
 
 # one epoch, so no connectors-only warm-up epoch (the authors recipe's) before it
@@ -211,3 +212,25 @@ def test_campaign_refuses_an_unknown_row(capsys, tmp_path):
     with pytest.raises(SystemExit):
         run(capsys, "campaign", "--rows", "r18-nope", "--results", str(tmp_path))
     assert "r18-nope" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    from paperkd.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    silent = [f"{name} {action.dest}" for name, command in commands.items() for action in command._actions
+              if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()]
+    assert not silent, f"options without help: {silent}"
+    assert set(commands) >= {"train", "eval", "predict", "campaign", "bench", "book", "make-standin"}
+
+
+def test_the_scale_help_is_read_from_the_scales(capsys):
+    with pytest.raises(SystemExit):
+        main(["campaign", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    cpu = SCALES["cpu"]
+    teacher = cpu["presets"]["teacher"]["epochs"]
+    assert (f"cpu = {cpu['epochs']} epochs (teacher {teacher}, r18-none-compute "
+            f"{cpu['presets']['r18-none-compute']['epochs']}), crop {cpu['crop']}, batch {cpu['batch_size']}, "
+            f"all train and {cpu['max_val_images']} val images") in out
+    assert "paper = 120 epochs, crop 513, batch 6, all train and all val images" in out and "(default: cpu)" in out
