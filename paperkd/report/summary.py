@@ -48,7 +48,7 @@ def summarise(df: pd.DataFrame, presets: Iterable[str], metric: str = "miou",
               diverged: Iterable[str] = (), teacher: str | None = None) -> pd.DataFrame:
     """One row per preset (in the given order), aggregated over its seeds.
 
-    Columns: n (finished runs), diverged (how many of `diverged`, run names "<preset>-s<seed>" as `ensure_rows`
+    Columns: n (finished runs), diverged (how many of `diverged`, run names "<preset>-s<seed>" as `diverged_runs`
     returns them, are this preset's), seeds, miou_mean and miou_std (of `metric`: "miou" = the reported epoch's, see
     `load_records`; "final_miou" = the last epoch's; or "best_miou";
     in %), params_m (trainable parameters in millions), time_ms (mean training iteration) and one time_<part>_ms per
