@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from paperkd.config import DEFAULT_RECIPE, PIXEL_VARIANTS, PRESETS, RECIPES, SCALES, Config
+from paperkd.config import (DEFAULT_RECIPE, PIXEL_VARIANTS, PRESETS, RECIPES, SCALES, Config, layered_values,
+                             scheduled_epochs)
 from paperkd.errors import PaperkdError
 
 # One line per Config field for `paperkd train --help`; the default printed next to it is the paper's.
@@ -69,7 +70,8 @@ HELP = {
     "distill_without_aspp_dropout": "distilling runs skip the ASPP's Dropout(0.5), as the authors' feature path does",
     "model_selection": "report the last epoch, or the best validation epoch (authors' trainer; writes best.pt)",
     "eval_every": "evaluate every N epochs (and after the last)", "out": "results folder (one sub-folder per run)",
-    "run_name": "run folder name (default <preset>-s<seed>)", "device": "auto, cpu, cuda or cuda:N",
+    "run_name": "run folder name (default <preset>-s<seed>)",
+    "device": "auto (cuda when present, else cpu), cpu, cuda or cuda:N",
 }
 
 
@@ -99,18 +101,14 @@ def add_recipe_option(parser: argparse.ArgumentParser) -> None:
                              f"Default: {DEFAULT_RECIPE}")
 
 
-DEVICE_HELP = "auto (cuda when present, else cpu), cpu, cuda or cuda:N"
-
-
 def scale_help(default: str) -> str:
-    """What each scale sets, read from `SCALES` itself (epochs, crop, batch, images), and the default."""
+    """What each scale sets (epochs, crop, batch, images), as `resolve` layers them, and the default."""
     base = Config()
     words = []
     for name, values in SCALES.items():
-        v = {field: values.get(field, getattr(base, field))
-             for field in ("epochs", "crop", "batch_size", "max_train_images", "max_val_images")}
-        longer = ", ".join(f"{preset} {over['epochs']}" for preset, over in values.get("presets", {}).items()
-                           if "epochs" in over)
+        v = {**dataclasses.asdict(base), **layered_values(scale=name)}
+        longer = ", ".join(f"{preset} {scheduled_epochs(preset, name)}" for preset in values.get("presets", {})
+                           if scheduled_epochs(preset, name) != v["epochs"])
         train, val = ("all" if n is None else f"{n:,}" for n in (v["max_train_images"], v["max_val_images"]))
         words.append(f"{name} = {v['epochs']} epochs{f' ({longer})' if longer else ''}, crop {v['crop']}, "
                      f"batch {v['batch_size']}, {train} train and {val} val images")
@@ -304,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=513, help="validation size (paper: 513)")
     p.add_argument("--val-mode", default="square", choices=["square", "short_side"], help=HELP["val_mode"])
     p.add_argument("--max-images", type=int, default=None, help="only the first N images (default: all)")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default="auto", help=HELP["device"])
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     add_quiet_option(p)
     p.set_defaults(func=cmd_eval)
@@ -314,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=int, default=513, help="resize to size x size before the model (paper: 513)")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default="auto", help=HELP["device"])
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("save-predictions", help="backfill the saved predictions (Figure 2) of finished runs",
@@ -325,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "existed save them themselves; it is for older runs whose checkpoints are still "
                                    "here. Every folder is checked before anything is written.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (<results>/<run name>)")
-    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default: cpu)")
+    p.add_argument("--device", default="cpu", help=HELP["device"] + " (default: cpu)")
     p.add_argument("--data-root", default=None,
                    help="folder holding VOCdevkit/VOC2012 (default: the data_root of the run's config; the embedded "
                         "stand-in for a stand-in run without one)")
@@ -355,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbones", nargs="+", default=["resnet101", "resnet18", "mobilenet_v2"],
                    help="backbones to summarise (default: the teacher's and both students')")
     p.add_argument("--size", type=int, default=513, help="input size x size (paper: 513)")
-    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default: cpu)")
+    p.add_argument("--device", default="cpu", help=HELP["device"] + " (default: cpu)")
     p.add_argument("--repeats", type=int, default=3, help="timed forward passes per model (the median is shown)")
     p.set_defaults(func=cmd_info)
 
@@ -376,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_recipe_option(p)
     add_data_options(p)
     p.add_argument("--results", required=True, help="results folder (records are kept, checkpoints too)")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default="auto", help=HELP["device"])
     p.add_argument("--epochs", type=int, default=None, help="override the scale's epochs")
     p.add_argument("--teacher-epochs", type=int, default=None,
                    help="override the teacher's epochs alone (the cpu and gpu scales give it more than the students "
@@ -411,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=int, default=4, help="training batches to average over")
     add_scale_option(p, "cpu")
     add_data_options(p)
-    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default: cpu)")
+    p.add_argument("--device", default="cpu", help=HELP["device"] + " (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the student's initialisation and the batches")
     p.add_argument("--json", default=None, help="write the result here (the book's method page reads it)")
     add_quiet_option(p)
@@ -425,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=513, help="input crop (paper: 513)")
     p.add_argument("--batch", type=int, default=6, help="batch size (paper: 6)")
     add_recipe_option(p)
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default="auto", help=HELP["device"])
     p.add_argument("--repeats", type=int, default=5, help="timed steps per method (median and spread)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per method before the timed ones")
     p.add_argument("--methods", nargs="+", default=None, metavar="PRESET",
@@ -451,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_recipe_option(p)
     add_data_options(p)
     p.add_argument("--results", default="runs/book", help="run records folder the notebooks read and fill")
-    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default: cpu)")
+    p.add_argument("--device", default="cpu", help=HELP["device"] + " (default: cpu)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds of the build's own runs (default: 0)")
     p.add_argument("--epochs", type=int, default=None, help="override the scale's epochs")
     p.add_argument("--notebooks", nargs="+", default=None, help="only these notebooks (names without .py)")
