@@ -24,6 +24,7 @@ from paperkd.errors import PaperkdError
 
 SCHEMA = 1
 RECORD_NAME = "record.json"
+LOST_NAME = "lost_runs.json"  # a campaign folder's ledger of compute spent on runs that never finished
 DIVERGED_NAME = "diverged.json"  # left by a run whose loss became NaN or infinite (instead of a record)
 PRE_RECIPE = "pre-recipe"  # the recipe name of a record written before `Config.recipe` existed
 REQUIRED_KEYS = ("schema", "run_name", "preset", "seed", "config", "environment", "epochs", "final", "best_miou",
@@ -51,13 +52,30 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
 
 
 def device_name(device: Any) -> str:
-    """A human-readable name of the device a run used, e.g. 'cuda: NVIDIA H100 80GB HBM3' or 'cpu: x86_64, 2 threads'."""
+    """A human-readable name of the device a run used, e.g. 'cuda: NVIDIA H100 80GB HBM3' or
+    'cpu: AMD EPYC (x86_64), 2 threads' (the processor's model name when the system tells it)."""
     import torch
 
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.machine()}, {torch.get_num_threads()} threads"
+    model = cpu_model()
+    machine = f"{model} ({platform.machine()})" if model else platform.machine()
+    return f"cpu: {machine}, {torch.get_num_threads()} threads"
+
+
+def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
+    """The processor's model name from Linux's `cpuinfo`; None where there is none (another system, or no such
+    line), since runs on two machines of one architecture may still differ in speed and kernels."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return value.strip()
+    return None
 
 
 def run_environment(device: Any = "cpu") -> dict[str, Any]:
@@ -208,3 +226,24 @@ def diverged_runs(results: str | Path) -> dict[str, str]:
         except (RecordError, KeyError, TypeError):
             warnings.warn(f"skipped {path}: not a readable divergence marker", stacklevel=2)
     return found
+
+
+def lost_runs(results: str | Path) -> list[dict[str, Any]]:
+    """The entries of `results/lost_runs.json`, the ledger of wall-clock time spent on runs that never finished
+    (a run whose checkpoint went with its machine leaves no record, but its hours were spent): a JSON list of
+    {"run", "hours", "epochs", "why"}, written by hand when it happens; [] without the file. `RecordError` naming
+    the file and the entry when an entry lacks one of those keys or its hours are not a number >= 0."""
+    path = Path(results) / LOST_NAME
+    if not path.is_file():
+        return []
+    entries = read_json(path, "ledger of lost runs")
+    if not isinstance(entries, list):
+        raise RecordError(f"{path} is not a ledger of lost runs: it holds a JSON {type(entries).__name__}, not a list")
+    for i, entry in enumerate(entries):
+        missing = [k for k in ("run", "hours", "epochs", "why") if not isinstance(entry, dict) or k not in entry]
+        if missing:
+            raise RecordError(f"{path}, entry {i}: lacks {', '.join(missing)}")
+        hours = entry["hours"]
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours >= 0:
+            raise RecordError(f"{path}, entry {i} ({entry['run']}): hours must be a number >= 0, not {hours!r}")
+    return entries

@@ -206,6 +206,17 @@ def test_the_budget_is_estimated_from_measured_epoch_times_and_the_step_costs(tm
     assert "about 8 h when complete (5 runs to go" in findings.regime_targets(source, estimate=estimate).iloc[-1]["measured"]
 
 
+def test_the_budget_counts_the_hours_of_runs_lost_with_their_machine(tmp_path):
+    timed_record(tmp_path, "r18-none", 2, 90.0, 1800.0)
+    assert findings.campaign_hours([str(tmp_path)]) == pytest.approx(0.5)
+    (tmp_path / "lost_runs.json").write_text(json.dumps([{"run": "teacher-s0", "hours": 2.5, "epochs": 41,
+                                                          "why": "its checkpoint went with its machine"}]))
+    assert findings.lost_hours([str(tmp_path), str(tmp_path)]) == pytest.approx(2.5)  # a folder counts once
+    assert findings.campaign_hours([str(tmp_path)]) == pytest.approx(3.0)
+    measured = findings.regime_targets(campaign(tmp_path, findings.ROWS), estimate=None).iloc[-1]["measured"]
+    assert measured.startswith("3.0 h so far (wall clock of the finished runs, 2.5 h of it on runs lost with")
+
+
 def test_the_claims_table_names_the_seeds_left_out_and_the_papers_own_disorder(tmp_path):
     write_campaign(tmp_path, {"r18-none": [0.40, 0.41, 0.42], "r18-both": [0.43, 0.45], "r18-pair": [0.40],
                               "r18-pair-end": [0.41]})

@@ -1,6 +1,9 @@
+import json
 from pathlib import Path
 
-from paperkd.records import git_commit, run_environment
+import pytest
+
+from paperkd.records import RecordError, cpu_model, device_name, git_commit, lost_runs, run_environment
 
 
 def test_git_commit_names_this_checkout(monkeypatch):
@@ -18,3 +21,35 @@ def test_git_commit_from_the_environment_wins(monkeypatch):
     monkeypatch.setenv("PAPERKD_GIT_COMMIT", "d039a169121ad0b6c30611f3594dd6c588185129")
     assert git_commit() == "d039a169121ad0b6c30611f3594dd6c588185129"
     assert run_environment("cpu")["git_commit"] == "d039a169121ad0b6c30611f3594dd6c588185129"
+
+
+def test_the_cpu_device_names_the_processor_model(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core Processor\n")
+    assert cpu_model(info) == "AMD EPYC 9654 96-Core Processor"
+    info.write_text("processor\t: 0\nmodel name\t:\n")
+    assert cpu_model(info) is None
+    assert cpu_model(tmp_path / "absent") is None
+    monkeypatch.setattr("paperkd.records.cpu_model", lambda: "Some CPU")
+    assert device_name("cpu").startswith("cpu: Some CPU (") and device_name("cpu").endswith(" threads")
+    monkeypatch.setattr("paperkd.records.cpu_model", lambda: None)
+    assert "(" not in device_name("cpu")
+
+
+def test_the_ledger_of_lost_runs_is_read_and_checked(tmp_path):
+    assert lost_runs(tmp_path) == []
+    ledger = tmp_path / "lost_runs.json"
+    entry = {"run": "teacher-s0", "hours": 2.8, "epochs": 41, "why": "its machine went, and its checkpoint with it"}
+    ledger.write_text(json.dumps([entry]))
+    assert lost_runs(tmp_path) == [entry]
+    for bad, message in (({"teacher-s0": 2.8}, "not a list"),
+                         ([{"run": "teacher-s0", "hours": 2.8}], "entry 0: lacks epochs, why"),
+                         ([entry, {**entry, "hours": -1}], "entry 1 (teacher-s0): hours must be a number >= 0"),
+                         ([{**entry, "hours": "3 h"}], "hours must be a number")):
+        ledger.write_text(json.dumps(bad))
+        with pytest.raises(RecordError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+            lost_runs(tmp_path)
+        assert "lost_runs.json" in str(err.value)
+    ledger.write_text("")
+    with pytest.raises(RecordError, match="empty"):
+        lost_runs(tmp_path)

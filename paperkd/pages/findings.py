@@ -17,7 +17,7 @@ from paperkd import claims, separation
 from paperkd.config import EXTRA_ROWS, TABLE_ROWS, scheduled_epochs
 from paperkd.pages.answer import provenance_markdown, show, versus_cell
 from paperkd.pages.campaigns import MAIN, PLAN, Source, book_runs, campaign
-from paperkd.records import load_records, read_json
+from paperkd.records import load_records, lost_runs, read_json
 from paperkd.report.plots import plot_seed_scores, plot_training_curves
 from paperkd.report.summary import teacher_margin_markdown
 
@@ -165,7 +165,8 @@ def regime_targets(source: Source, budget_folders: Iterable[str] = (), estimate:
         rows.append((f"{plain} seed std ≤ {SEED_STD:g}", "fewer than 2 seeds" if math.isnan(std) else
                      f"{std:.2f} ({len(scores)} seeds)",
                      "not yet" if math.isnan(std) else target_verdict(std <= SEED_STD, len(scores), planned)))
-    rows.append(budget_row(campaign_hours([source.folder, *budget_folders]), estimate))
+    folders = [source.folder, *budget_folders]
+    rows.append(budget_row(campaign_hours(folders), estimate, lost_hours(folders)))
     return pd.DataFrame(rows, columns=["target", "measured", "verdict"])
 
 
@@ -235,13 +236,14 @@ def estimated_hours(folders: Mapping[str, str], pilot: str | Path, bench: str | 
     return Estimate(hours, remaining)
 
 
-def budget_row(hours: float, estimate: Estimate | None) -> tuple[str, str, str]:
+def budget_row(hours: float, estimate: Estimate | None, lost: float = 0.0) -> tuple[str, str, str]:
     """The regime's budget target: met or missed once the campaign is complete, 'on course' or 'on course to miss'
-    by the estimate while runs remain, 'not yet' while nothing estimates it."""
+    by the estimate while runs remain, 'not yet' while nothing estimates it. `hours` counts the `lost` ones."""
     target = f"the whole campaign within about {BUDGET_HOURS:g} h of wall clock on the 2-core machine"
-    so_far = f"{hours:.1f} h so far (wall clock of the finished runs)"
+    lost_part = f", {lost:.1f} h of it on runs lost with their machine" if lost else ""
+    so_far = f"{hours:.1f} h so far (wall clock of the finished runs{lost_part})"
     if estimate is not None and estimate.remaining == 0:
-        return target, f"{hours:.1f} h, complete", "met" if hours <= BUDGET_HOURS else "missed"
+        return target, f"{hours:.1f} h, complete{lost_part}", "met" if hours <= BUDGET_HOURS else "missed"
     if estimate is None or math.isnan(estimate.hours):
         return target, f"{so_far}; no estimate yet (a time it needs is not measured)", \
             "missed" if hours > BUDGET_HOURS else "not yet"
@@ -251,12 +253,18 @@ def budget_row(hours: float, estimate: Estimate | None) -> tuple[str, str, str]:
 
 
 def campaign_hours(folders: Iterable[str]) -> float:
-    """Wall-clock hours of every finished run in `folders` (validation included)."""
+    """Wall-clock hours the campaign in `folders` has spent: every finished run (validation included), plus the
+    runs its ledgers name as lost (`lost_hours`)."""
     total = 0.0
     for folder in dict.fromkeys(folders):
         runs = load_records(folder) if Path(folder).is_dir() else pd.DataFrame()
         total += sum(float(r.get("wall_s") or 0) for r in runs["record"]) if len(runs) else 0.0
-    return total / 3600
+    return total / 3600 + lost_hours(folders)
+
+
+def lost_hours(folders: Iterable[str]) -> float:
+    """Hours spent on runs that never finished, from each folder's `lost_runs.json` (`records.lost_runs`)."""
+    return sum(float(e["hours"]) for folder in dict.fromkeys(folders) for e in lost_runs(folder))
 
 
 def pilot_table(folder: str | Path) -> pd.DataFrame:
@@ -333,4 +341,5 @@ def provenance(results: str, seeds: Iterable[int], folders: Mapping[str, str] | 
 
 __all__ = ["Estimate", "ROWS", "answer", "budget_row", "campaign_hours", "claim_notes", "claims_table",
            "could_it_help", "epoch_minutes", "estimated_hours", "every_seed", "last_quarter_gain", "learning_curves",
-           "pilot_table", "provenance", "regime", "regime_targets", "smoke_check", "student_epochs_markdown"]
+           "lost_hours", "pilot_table", "provenance", "regime", "regime_targets", "smoke_check",
+           "student_epochs_markdown"]
