@@ -165,3 +165,37 @@ def test_a_dry_run_says_what_the_campaign_would_do_with_each_run_and_trains_noth
         "r18-kd-s1": "to train", "mnv2-none-s1": "to train"}
     assert list(table["epochs"]) == [10] * 6
     assert not (tmp_path / "r18-kd-s1").exists() and not (tmp_path / "mnv2-none-s1").exists()  # created nothing
+
+
+def test_a_folder_whose_students_distilled_from_another_teacher_is_refused(tmp_path, monkeypatch):
+    import hashlib
+
+    import paperkd.train
+    from test_report import make_record
+
+    calls = []
+
+    def fake_train(cfg, **kwargs):  # the teacher "retrained" on another machine: other bytes than the first one
+        calls.append(cfg.name)
+        if cfg.preset == "teacher":
+            (tmp_path / cfg.name).mkdir(exist_ok=True)
+            (tmp_path / cfg.name / "best.pt").write_bytes(b"teacher, second build")
+
+    def student_of(teacher_bytes: bytes) -> None:
+        make_record(tmp_path, "r18-both", 1, 0.5)
+        path = tmp_path / "r18-both-s1" / "record.json"
+        sha = hashlib.sha256(teacher_bytes).hexdigest()
+        path.write_text(json.dumps({**json.loads(path.read_text()), "teacher": {"sha256": sha}}))
+
+    monkeypatch.setattr(paperkd.train, "train", fake_train)
+    make_record(tmp_path, "r18-none", 0, 0.4)  # a plain student names no teacher: never in the way
+    student_of(b"teacher, first build")
+    settings = dict(scale="smoke", dataset="standin", results=str(tmp_path), progress=False)
+    with pytest.raises(PaperkdError, match=r"r18-both-s0 would distil from .*teacher-s0/best.pt.* 1 finished "
+                                           r"student\(s\) .* another teacher .*: r18-both-s1\. One folder, one"):
+        ensure_runs(["r18-both"], [0], **settings)
+    assert calls == ["teacher-s0"]  # refused before training the student
+    student_of(b"teacher, second build")
+    calls.clear()
+    ensure_runs(["r18-both"], [0], **settings)
+    assert calls[-1] == "r18-both-s0"  # one teacher in the folder: trained (the fake teacher is retrained first)
