@@ -199,7 +199,8 @@ def check_one_teacher(results: str | Path, cfg: Config) -> None:
     from: a campaign's same-seed pairs compare students of one teacher, and a teacher retrained after its checkpoint
     was lost (another machine) is seldom the same bytes. The error names the runs to delete to retrain them."""
     runs = load_records(results)
-    named = runs[runs["teacher_sha256"].notna()] if len(runs) else runs
+    # the run itself is left out: retraining it (reuse=False) replaces its record
+    named = runs[runs["teacher_sha256"].notna() & (runs["run_name"] != cfg.name)] if len(runs) else runs
     if not len(named):
         return
     sha = sha256_of(cfg.teacher)

@@ -8,6 +8,7 @@ when the run has finished, so a record on disk always describes a complete run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -240,10 +241,12 @@ def lost_runs(results: str | Path) -> list[dict[str, Any]]:
     if not isinstance(entries, list):
         raise RecordError(f"{path} is not a ledger of lost runs: it holds a JSON {type(entries).__name__}, not a list")
     for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise RecordError(f"{path}, entry {i}: holds a JSON {type(entry).__name__}, not an object")
         missing = [k for k in ("run", "hours", "epochs", "why") if not isinstance(entry, dict) or k not in entry]
         if missing:
             raise RecordError(f"{path}, entry {i}: lacks {', '.join(missing)}")
         hours = entry["hours"]
-        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours >= 0:
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours < math.inf:
             raise RecordError(f"{path}, entry {i} ({entry['run']}): hours must be a number >= 0, not {hours!r}")
     return entries

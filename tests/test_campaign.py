@@ -181,9 +181,9 @@ def test_a_folder_whose_students_distilled_from_another_teacher_is_refused(tmp_p
             (tmp_path / cfg.name).mkdir(exist_ok=True)
             (tmp_path / cfg.name / "best.pt").write_bytes(b"teacher, second build")
 
-    def student_of(teacher_bytes: bytes) -> None:
-        make_record(tmp_path, "r18-both", 1, 0.5)
-        path = tmp_path / "r18-both-s1" / "record.json"
+    def student_of(teacher_bytes: bytes, seed: int = 1) -> None:
+        make_record(tmp_path, "r18-both", seed, 0.5)
+        path = tmp_path / f"r18-both-s{seed}" / "record.json"
         sha = hashlib.sha256(teacher_bytes).hexdigest()
         path.write_text(json.dumps({**json.loads(path.read_text()), "teacher": {"sha256": sha}}))
 
@@ -199,3 +199,7 @@ def test_a_folder_whose_students_distilled_from_another_teacher_is_refused(tmp_p
     calls.clear()
     ensure_runs(["r18-both"], [0], **settings)
     assert calls[-1] == "r18-both-s0"  # one teacher in the folder: trained (the fake teacher is retrained first)
+    student_of(b"teacher, first build", seed=0)  # the stale student is the run being retrained
+    calls.clear()
+    ensure_runs(["r18-both"], [0], reuse=False, **settings)  # retraining it is what the error asks for
+    assert calls[-1] == "r18-both-s0"

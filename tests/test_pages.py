@@ -214,7 +214,7 @@ def test_the_budget_counts_the_hours_of_runs_lost_with_their_machine(tmp_path):
     assert findings.lost_hours([str(tmp_path), str(tmp_path)]) == pytest.approx(2.5)  # a folder counts once
     assert findings.campaign_hours([str(tmp_path)]) == pytest.approx(3.0)
     measured = findings.regime_targets(campaign(tmp_path, findings.ROWS), estimate=None).iloc[-1]["measured"]
-    assert measured.startswith("3.0 h so far (wall clock of the finished runs, 2.5 h of it on runs lost with")
+    assert measured.startswith("3.0 h so far (wall clock of the finished runs, plus 2.5 h on runs lost with")
 
 
 def test_the_claims_table_names_the_seeds_left_out_and_the_papers_own_disorder(tmp_path):

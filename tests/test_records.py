@@ -45,7 +45,9 @@ def test_the_ledger_of_lost_runs_is_read_and_checked(tmp_path):
     for bad, message in (({"teacher-s0": 2.8}, "not a list"),
                          ([{"run": "teacher-s0", "hours": 2.8}], "entry 0: lacks epochs, why"),
                          ([entry, {**entry, "hours": -1}], "entry 1 (teacher-s0): hours must be a number >= 0"),
-                         ([{**entry, "hours": "3 h"}], "hours must be a number")):
+                         ([{**entry, "hours": "3 h"}], "hours must be a number"),
+                         ([{**entry, "hours": float("inf")}], "hours must be a number"),
+                         (["teacher-s0"], "entry 0: holds a JSON str, not an object")):
         ledger.write_text(json.dumps(bad))
         with pytest.raises(RecordError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
             lost_runs(tmp_path)

@@ -240,7 +240,7 @@ def budget_row(hours: float, estimate: Estimate | None, lost: float = 0.0) -> tu
     """The regime's budget target: met or missed once the campaign is complete, 'on course' or 'on course to miss'
     by the estimate while runs remain, 'not yet' while nothing estimates it. `hours` counts the `lost` ones."""
     target = f"the whole campaign within about {BUDGET_HOURS:g} h of wall clock on the 2-core machine"
-    lost_part = f", {lost:.1f} h of it on runs lost with their machine" if lost else ""
+    lost_part = f", plus {lost:.1f} h on runs lost with their machine" if lost else ""
     so_far = f"{hours:.1f} h so far (wall clock of the finished runs{lost_part})"
     if estimate is not None and estimate.remaining == 0:
         return target, f"{hours:.1f} h, complete{lost_part}", "met" if hours <= BUDGET_HOURS else "missed"
@@ -293,7 +293,7 @@ def regime(folders: Mapping[str, str] | None = None, pilot: str = "results/pilot
         plt.show()
     table = pilot_table(pilot)
     if len(table):
-        show(f"The pilot that chose the regime (`{pilot}`, the runs it finished, {campaign_hours([pilot]):.1f} h of "
+        show(f"The pilot that chose the regime (`{pilot}`, the runs it finished, {campaign_hours([pilot]) - lost_hours([pilot]):.1f} h of "
              "wall clock not counted in the campaign's):",
              table.style.hide(axis="index").set_caption("Pilot A: plain students and teacher under the authors "
                                                         "recipe, on the stand-in (not VOC)"))
