@@ -66,8 +66,8 @@ def device_name(device: Any) -> str:
 
 
 def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
-    """The processor's model name from Linux's `cpuinfo`; None where there is none (another system, or no such
-    line), since runs on two machines of one architecture may still differ in speed and kernels."""
+    """The processor's model name from Linux's `cpuinfo`, None where there is none (another system, or no such
+    line). Recorded because runs on two machines of one architecture may still differ in speed and kernels."""
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
@@ -243,7 +243,7 @@ def lost_runs(results: str | Path) -> list[dict[str, Any]]:
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise RecordError(f"{path}, entry {i}: holds a JSON {type(entry).__name__}, not an object")
-        missing = [k for k in ("run", "hours", "epochs", "why") if not isinstance(entry, dict) or k not in entry]
+        missing = [k for k in ("run", "hours", "epochs", "why") if k not in entry]
         if missing:
             raise RecordError(f"{path}, entry {i}: lacks {', '.join(missing)}")
         hours = entry["hours"]

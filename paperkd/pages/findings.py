@@ -253,13 +253,18 @@ def budget_row(hours: float, estimate: Estimate | None, lost: float = 0.0) -> tu
 
 
 def campaign_hours(folders: Iterable[str]) -> float:
-    """Wall-clock hours the campaign in `folders` has spent: every finished run (validation included), plus the
-    runs its ledgers name as lost (`lost_hours`)."""
+    """Wall-clock hours the campaign in `folders` has spent: its finished runs plus the runs its ledgers name as
+    lost."""
+    return finished_hours(folders) + lost_hours(folders)
+
+
+def finished_hours(folders: Iterable[str]) -> float:
+    """Wall-clock hours of every finished run in `folders` (validation included)."""
     total = 0.0
     for folder in dict.fromkeys(folders):
         runs = load_records(folder) if Path(folder).is_dir() else pd.DataFrame()
         total += sum(float(r.get("wall_s") or 0) for r in runs["record"]) if len(runs) else 0.0
-    return total / 3600 + lost_hours(folders)
+    return total / 3600
 
 
 def lost_hours(folders: Iterable[str]) -> float:
@@ -293,7 +298,7 @@ def regime(folders: Mapping[str, str] | None = None, pilot: str = "results/pilot
         plt.show()
     table = pilot_table(pilot)
     if len(table):
-        show(f"The pilot that chose the regime (`{pilot}`, the runs it finished, {campaign_hours([pilot]) - lost_hours([pilot]):.1f} h of "
+        show(f"The pilot that chose the regime (`{pilot}`, the runs it finished, {finished_hours([pilot]):.1f} h of "
              "wall clock not counted in the campaign's):",
              table.style.hide(axis="index").set_caption("Pilot A: plain students and teacher under the authors "
                                                         "recipe, on the stand-in (not VOC)"))
@@ -340,6 +345,6 @@ def provenance(results: str, seeds: Iterable[int], folders: Mapping[str, str] | 
 
 
 __all__ = ["Estimate", "ROWS", "answer", "budget_row", "campaign_hours", "claim_notes", "claims_table",
-           "could_it_help", "epoch_minutes", "estimated_hours", "every_seed", "last_quarter_gain", "learning_curves",
-           "lost_hours", "pilot_table", "provenance", "regime", "regime_targets", "smoke_check",
+           "could_it_help", "epoch_minutes", "estimated_hours", "every_seed", "finished_hours", "last_quarter_gain",
+           "learning_curves", "lost_hours", "pilot_table", "provenance", "regime", "regime_targets", "smoke_check",
            "student_epochs_markdown"]
