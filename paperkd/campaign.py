@@ -29,7 +29,6 @@ from paperkd.atomic import atomic_open
 from paperkd.checkpoint import CHECKPOINT_NAME, load_checkpoint, selected_checkpoint
 from paperkd.config import PRESETS, Config, resolve
 from paperkd.errors import PaperkdError
-from paperkd.provenance import sha256_of
 from paperkd.records import (DIVERGED_NAME, PRE_RECIPE, RecordError, diverged_runs, find_record, load_records,
                              read_record, reported_metrics)
 
@@ -179,8 +178,6 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait
         if cfg.teacher and not Path(cfg.teacher).is_file():
             raise PaperkdError(f"{cfg.name} distils from {cfg.teacher}, which is missing (its record exists but "
                                "its checkpoint was not kept); delete the teacher's record to retrain it")
-        if cfg.teacher:
-            check_one_teacher(results, cfg)
         marker.unlink(missing_ok=True)
         try:
             train(cfg, resume=reuse, progress=progress)  # reuse: an interrupted run continues where it stopped
@@ -192,26 +189,6 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait
             if progress:
                 tqdm.write(f"{cfg.name} diverged and is skipped: {err}")
     return True
-
-
-def check_one_teacher(results: str | Path, cfg: Config) -> None:
-    """Refuse to distil `cfg` from a teacher other than the one the finished students under `results` distilled
-    from: a campaign's same-seed pairs compare students of one teacher, and a teacher retrained after its checkpoint
-    was lost (another machine) is seldom the same bytes. The error names the runs to delete to retrain them."""
-    runs = load_records(results)
-    # the run itself is left out: retraining it (reuse=False) replaces its record
-    named = runs[runs["teacher_sha256"].notna() & (runs["run_name"] != cfg.name)] if len(runs) else runs
-    if not len(named):
-        return
-    sha = sha256_of(cfg.teacher)
-    others = named[named["teacher_sha256"] != sha]
-    if len(others):
-        names = ", ".join(sorted(others["run_name"]))
-        old = ", ".join(sorted({f"{s[:12]}…" for s in others["teacher_sha256"]}))
-        raise PaperkdError(f"{cfg.name} would distil from {cfg.teacher} (SHA-256 {sha[:12]}…), but {len(others)} "
-                           f"finished student(s) in {results} distilled from another teacher ({old}): {names}. "
-                           "One folder, one teacher: delete those runs' folders to retrain them against this "
-                           "teacher, or give this one another --results folder")
 
 
 def finished(results: str | Path, run_name: str, progress: bool = True) -> bool:

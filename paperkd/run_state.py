@@ -1,7 +1,8 @@
 """What a run leaves on disk besides its weights: the resumable state in every checkpoint, and the record.
 
-    save_state(path, cfg, step, progress, timer)      every epoch (atomic); then save_best when the epoch is best
-    progress = restore_state(path, cfg, step, timer)  on resume (then repair_best); refuses another config's
+    save_state(path, cfg, step, progress, timer, teacher_sha)      every epoch (atomic); then save_best if best
+    progress = restore_state(path, cfg, step, timer, teacher_sha)  on resume (then repair_best); refuses another
+                                                                    config's, or another teacher's
     record = build_record(cfg, progress, ...)         once, at the end (`paperkd.records` writes and reads it)
 """
 
@@ -48,9 +49,10 @@ class Progress:
                 "best_epoch": self.best_epoch, "started": self.started, "wall_s": self.wall_s}
 
 
-def save_state(path: Path, cfg: Config, step: Step, progress: Progress, timer: StepTimer) -> None:
-    """Everything a resumed run needs, written atomically."""
-    save_checkpoint(path, {
+def save_state(path: Path, cfg: Config, step: Step, progress: Progress, timer: StepTimer,
+               teacher_sha: str | None) -> None:
+    """Everything a resumed run needs, written atomically; `teacher_sha`: the SHA-256 of the teacher it distils from."""
+    save_checkpoint(path, {"teacher_sha256": teacher_sha,
         "config": cfg.to_dict(), **progress.to_dict(), "model": step.student.state_dict(),
         "distill": step.distill.state_dict() if step.has_connectors else {}, **optimizer_states(step),
         "rng": rng_state(), "timer": timer.state(),
@@ -61,10 +63,17 @@ STATE_KEYS = ("config", "model", "distill", "optimizer", "scaler", "rng", "timer
               "started", "wall_s")
 
 
-def restore_state(path: Path, cfg: Config, step: Step, timer: StepTimer, device: torch.device) -> Progress:
-    """Load `save_state`'s checkpoint into `step` and `timer`; refuse one written with a different config, or one
-    that is not a resumable checkpoint (a best.pt copied over it, weights of another model), in one line."""
+def restore_state(path: Path, cfg: Config, step: Step, timer: StepTimer, device: torch.device,
+                  teacher_sha: str | None) -> Progress:
+    """Load `save_state`'s checkpoint into `step` and `timer`; refuse one written with a different config, one whose
+    epochs distilled from another teacher than the one at the same path now (`teacher_sha`), or one that is not a
+    resumable checkpoint (a best.pt copied over it, weights of another model), in one line."""
     state = load_checkpoint(path, map_location=device, needs=STATE_KEYS)
+    before = state.get("teacher_sha256")  # absent from checkpoints written before it was kept: nothing to compare
+    if before is not None and before != teacher_sha:
+        raise ConfigError(f"cannot resume {path}: its {state['epoch']} epoch(s) distilled from a teacher with SHA-256 "
+                          f"{before[:12]}…, and {cfg.teacher} is now {str(teacher_sha)[:12]}… (retrained or "
+                          "replaced); train the run again without --resume, or delete its folder")
     resumable = RESUMABLE_CHANGES - ({"eval_every"} if cfg.model_selection == "best" else set())  # it picks epochs
     changed = {k for k, v in state["config"].items() if cfg.to_dict().get(k) != v} - resumable
     missing = {k for k in cfg.to_dict() if k not in state["config"]} - resumable

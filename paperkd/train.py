@@ -38,7 +38,7 @@ from paperkd.data.seeded import EpochBatches, SeededDataset
 from paperkd.errors import ConfigError, PaperkdError
 from paperkd.inference import evaluate
 from paperkd.models import deeplabv3plus
-from paperkd.provenance import check_teacher, teacher_identity
+from paperkd.provenance import check_one_teacher, check_teacher, teacher_identity
 from paperkd.records import RECORD_NAME, now, run_environment, write_record
 from paperkd.run_state import (Progress, build_record, data_description, repair_best, restore_state, save_best,
                                save_state, selected_result)
@@ -150,6 +150,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     device = pick_device(cfg.device, ddp)
     run_dir = Path(cfg.out) / cfg.name
     ckpt_path = run_dir / CHECKPOINT_NAME
+    # the teacher is checked before anything is written: a refused run leaves no folder behind
+    teacher_state = load_checkpoint(cfg.teacher, map_location=device) if cfg.distills else None
+    teacher_id = teacher_identity(cfg.teacher, teacher_state) if cfg.distills else None  # kept in the record
+    if teacher_id is not None:
+        check_teacher(teacher_id, cfg.allow_any_teacher)
+        check_one_teacher(cfg.out, cfg.name, teacher_id)
+    teacher_sha = teacher_id["sha256"] if teacher_id else None
     if ddp.main:
         check_writable(run_dir)
     if cfg.deterministic:
@@ -170,10 +177,6 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
                           f"{len(train_set)} training images")
 
     # -- models, objective, optimizers -------------------------------------------------------------------------------
-    teacher_state = load_checkpoint(cfg.teacher, map_location=device) if cfg.distills else None
-    teacher_id = teacher_identity(cfg.teacher, teacher_state) if cfg.distills else None  # kept in the record
-    if teacher_id is not None:
-        check_teacher(teacher_id, cfg.allow_any_teacher)
     student = deeplabv3plus(cfg.backbone, cfg.num_classes, cfg.output_stride, cfg.backbone_weights)
     teacher = load_teacher(cfg, device, teacher_state) if cfg.distills else None
     del teacher_state  # its tensors now live in the teacher
@@ -184,7 +187,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     # -- resume -------------------------------------------------------------------------------------------------------
     done = Progress(history=[], started=now())
     if resume and ckpt_path.is_file():
-        done = restore_state(ckpt_path, cfg, step, timer, device)
+        done = restore_state(ckpt_path, cfg, step, timer, device, teacher_sha)
         if ddp.main:
             repair_best(run_dir, cfg, done, student)
     elif resume and show:
@@ -238,7 +241,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
             tqdm.write(f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}{stage}: loss {entry['loss']['loss']:.4f}{miou}")
         done.epoch, done.wall_s = epoch + 1, wall_before + time.perf_counter() - t_start
         if ddp.main:
-            save_state(ckpt_path, cfg, step, done, timer)
+            save_state(ckpt_path, cfg, step, done, timer, teacher_sha)
             if improved and cfg.model_selection == "best":  # after checkpoint.pt, so a resume can rebuild it
                 save_best(run_dir, cfg, epoch + 1, entry["metrics"], student)
 

@@ -132,6 +132,61 @@ def test_an_unfinished_teacher_is_refused(capsys, tmp_path, tiny_standin, smoke_
     assert code == 2 and "unfinished teacher run (epoch 1 of 2" in err
 
 
+def test_a_folder_whose_students_distilled_from_another_teacher_is_refused(capsys, tmp_path, tiny_standin,
+                                                                           smoke_teacher):
+    from paperkd.provenance import sha256_of
+    from test_report import make_record
+
+    out = tmp_path / "runs"
+
+    def student_of(sha: str) -> None:
+        make_record(out, "r18-both", 1, 0.5)
+        path = out / "r18-both-s1" / RECORD_NAME
+        path.write_text(json.dumps({**json.loads(path.read_text()), "teacher": {"sha256": sha}}))
+
+    make_record(out, "r18-none", 0, 0.4)  # a plain student names no teacher: never in the way
+    student_of("f" * 64)  # distilled from a teacher retrained since (other bytes)
+    argv = ["train", "--preset", "r18-pixel", "--scale", "smoke", "--dataset", "standin", "--data-root",
+            tiny_standin, "--out", out, "--teacher", smoke_teacher, "--epochs", "1", "--connector-warmup-epochs", "0",
+            "--max-train-images", "4", "--workers", "0", "--quiet"]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and f"1 finished student(s) in {out} distilled from another teacher (ffffffffffff…)" in err
+    assert f"{out / 'r18-both-s1'}. One folder, one teacher" in err
+    assert not (out / "r18-pixel-s0").exists()  # refused before anything was written
+    student_of(sha256_of(smoke_teacher))  # one teacher in the folder
+    code, _, _ = run(capsys, *argv)
+    assert code == 0 and (out / "r18-pixel-s0" / RECORD_NAME).is_file()
+
+
+def test_a_run_resumed_against_a_retrained_teacher_is_refused(tmp_path, tiny_standin, smoke_teacher, monkeypatch):
+    import paperkd.train as trainer
+    from paperkd.errors import ConfigError
+
+    teacher = tmp_path / "teacher-s0" / smoke_teacher.name
+    shutil.copytree(smoke_teacher.parent, teacher.parent)
+    cfg = resolve("r18-pixel", "smoke", teacher=str(teacher), data_root=str(tiny_standin), out=str(tmp_path / "runs"),
+                  epochs=2, max_train_images=4, **SMOKE)
+    real_evaluate, calls = trainer.evaluate, {"n": 0}
+
+    def evaluate_then_stop(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # in epoch 2: the checkpoint of epoch 1 is on disk
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(trainer, "evaluate", real_evaluate)
+    first_build = teacher.read_bytes()
+    save_checkpoint(teacher, {**load_checkpoint(teacher), "note": "retrained"})  # same path, other bytes
+    with pytest.raises(ConfigError, match=r"cannot resume .*checkpoint.pt: its 1 epoch\(s\) distilled from a teacher "
+                                          r"with SHA-256 .*teacher-s0/best.pt is now"):
+        train(cfg, resume=True, progress=False)
+    teacher.write_bytes(first_build)
+    assert train(cfg, resume=True, progress=False)["epochs"][-1]["epoch"] == 2  # its own teacher back: it resumes
+
+
 def test_a_student_record_names_its_teacher_and_every_record_its_own_checkpoint(tmp_path, tiny_standin,
                                                                                 smoke_teacher):
     from paperkd.provenance import sha256_of
