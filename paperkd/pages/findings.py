@@ -261,7 +261,7 @@ def campaign_hours(folders: Iterable[str]) -> float:
 def finished_hours(folders: Iterable[str]) -> float:
     """Wall-clock hours of every finished run in `folders` (validation included)."""
     total = 0.0
-    for folder in dict.fromkeys(folders):
+    for folder in distinct(folders):
         runs = load_records(folder) if Path(folder).is_dir() else pd.DataFrame()
         total += sum(float(r.get("wall_s") or 0) for r in runs["record"]) if len(runs) else 0.0
     return total / 3600
@@ -269,7 +269,12 @@ def finished_hours(folders: Iterable[str]) -> float:
 
 def lost_hours(folders: Iterable[str]) -> float:
     """Hours spent on runs that never finished, from each folder's `lost_runs.json` (`records.lost_runs`)."""
-    return sum(float(e["hours"]) for folder in dict.fromkeys(folders) for e in lost_runs(folder))
+    return sum(float(e["hours"]) for folder in distinct(folders) for e in lost_runs(folder))
+
+
+def distinct(folders: Iterable[str]) -> list[Path]:
+    """Each folder once, however it is spelled (relative, absolute, a trailing slash, a link)."""
+    return list(dict.fromkeys(Path(f).resolve() for f in folders))
 
 
 def pilot_table(folder: str | Path) -> pd.DataFrame:
