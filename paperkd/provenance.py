@@ -1,7 +1,7 @@
 """Which teacher a number came from: a checkpoint's fingerprint and identity, and the check that `--teacher` is one.
 
     identity = teacher_identity("runs/teacher-s0/best.pt")   # sha256, backbone, preset, recipe, seed, epochs, mIoU...
-    check_teacher(identity, path)                            # refuses a student's or an unfinished run's checkpoint
+    check_teacher(identity, allow_any=False)                 # refuses a student's or an unfinished run's checkpoint
     check_one_teacher(results, run_name, identity)           # refuses a second teacher in one results folder
 
 A student's record keeps the identity of the teacher it distilled from (`record["teacher"]`), and every run's record
@@ -18,7 +18,7 @@ from typing import Any
 
 from paperkd.checkpoint import load_checkpoint
 from paperkd.errors import PaperkdError
-from paperkd.records import RECORD_NAME, RecordError, load_records, read_record, reported_metrics
+from paperkd.records import RECORD_NAME, RecordError, read_record, reported_metrics
 
 TEACHER_PRESET, TEACHER_BACKBONE = "teacher", "resnet101"
 
@@ -75,20 +75,27 @@ def check_teacher(identity: dict[str, Any], allow_any: bool = False) -> None:
 
 
 def check_one_teacher(results: str | os.PathLike, run_name: str, identity: dict[str, Any]) -> None:
-    """Refuse to distil `run_name` from the teacher `identity` describes when finished students under `results`
-    distilled from another one: a campaign's same-seed pairs compare students of one teacher, and a teacher retrained
-    after its checkpoint was lost (another machine) is seldom the same bytes. The error names the runs' folders."""
-    runs = load_records(results)
-    # the run itself is left out: retraining it replaces its record
-    named = runs[runs["teacher_sha256"].notna() & (runs["run_name"] != run_name)] if len(runs) else runs
-    others = named[named["teacher_sha256"] != identity["sha256"]] if len(named) else named
-    if len(others):
-        folders = ", ".join(sorted(str(Path(p).parent) for p in others["path"]))
-        old = ", ".join(sorted({f"{s[:12]}…" for s in others["teacher_sha256"]}))
-        raise PaperkdError(f"{run_name} would distil from {identity['checkpoint']} (SHA-256 {identity['sha256'][:12]}…), "
-                           f"but {len(others)} finished student(s) in {results} distilled from another teacher "
-                           f"({old}): {folders}. One folder, one teacher: delete those folders to retrain them "
-                           "against this teacher, or give this run another results folder (--out, --results)")
+    """Refuse to distil `run_name` from the teacher `identity` describes when finished students in the run folders of
+    `results` (`<results>/<run>/record.json`) distilled from another one: a campaign's same-seed pairs compare
+    students of one teacher, and a teacher retrained after its checkpoint was lost (another machine) is seldom the
+    same bytes. The run itself is left out (training it again replaces its record); the error names the folders."""
+    others = {}
+    for path in sorted(Path(results).glob(f"*/{RECORD_NAME}")):
+        if path.parent.name == run_name:
+            continue
+        try:
+            sha = (read_record(path).get("teacher") or {}).get("sha256")
+        except RecordError:
+            continue  # an unreadable record is named by whoever reads the folder's results
+        if sha is not None and sha != identity["sha256"]:
+            others[str(path.parent)] = sha
+    if others:
+        old = ", ".join(sorted({f"{s[:12]}…" for s in others.values()}))
+        raise PaperkdError(f"{run_name} would distil from {identity['checkpoint']} (SHA-256 "
+                           f"{identity['sha256'][:12]}…), but {len(others)} finished student(s) in {results} "
+                           f"distilled from another teacher ({old}): {', '.join(others)}. One folder, one teacher: "
+                           "delete those folders (a campaign then retrains them against this teacher), or give this "
+                           "run another results folder (--out, --results)")
 
 
 __all__ = ["check_one_teacher", "check_teacher", "sha256_of", "teacher_identity"]

@@ -2,8 +2,8 @@
 
     save_state(path, cfg, step, progress, timer, teacher_sha)      every epoch (atomic); then save_best if best
     progress = restore_state(path, cfg, step, timer, teacher_sha)  on resume (then repair_best); refuses another
-                                                                    config's, or another teacher's
-    record = build_record(cfg, progress, ...)         once, at the end (`paperkd.records` writes and reads it)
+                                                                   config's checkpoint, or another teacher's
+    record = build_record(cfg, progress, ...)                      once, at the end (`paperkd.records` writes it)
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ class Progress:
 def save_state(path: Path, cfg: Config, step: Step, progress: Progress, timer: StepTimer,
                teacher_sha: str | None) -> None:
     """Everything a resumed run needs, written atomically; `teacher_sha`: the SHA-256 of the teacher it distils from."""
-    save_checkpoint(path, {"teacher_sha256": teacher_sha,
+    save_checkpoint(path, {
         "config": cfg.to_dict(), **progress.to_dict(), "model": step.student.state_dict(),
         "distill": step.distill.state_dict() if step.has_connectors else {}, **optimizer_states(step),
-        "rng": rng_state(), "timer": timer.state(),
+        "rng": rng_state(), "timer": timer.state(), "teacher_sha256": teacher_sha,
     })
 
 
@@ -69,11 +69,6 @@ def restore_state(path: Path, cfg: Config, step: Step, timer: StepTimer, device:
     epochs distilled from another teacher than the one at the same path now (`teacher_sha`), or one that is not a
     resumable checkpoint (a best.pt copied over it, weights of another model), in one line."""
     state = load_checkpoint(path, map_location=device, needs=STATE_KEYS)
-    before = state.get("teacher_sha256")  # absent from checkpoints written before it was kept: nothing to compare
-    if before is not None and before != teacher_sha:
-        raise ConfigError(f"cannot resume {path}: its {state['epoch']} epoch(s) distilled from a teacher with SHA-256 "
-                          f"{before[:12]}…, and {cfg.teacher} is now {str(teacher_sha)[:12]}… (retrained or "
-                          "replaced); train the run again without --resume, or delete its folder")
     resumable = RESUMABLE_CHANGES - ({"eval_every"} if cfg.model_selection == "best" else set())  # it picks epochs
     changed = {k for k, v in state["config"].items() if cfg.to_dict().get(k) != v} - resumable
     missing = {k for k in cfg.to_dict() if k not in state["config"]} - resumable
@@ -81,6 +76,12 @@ def restore_state(path: Path, cfg: Config, step: Step, timer: StepTimer, device:
         raise ConfigError(f"cannot resume {path} with a different config: "
                           f"{', '.join(sorted(changed | missing))} changed; resume with the same options or start "
                           "a new run (--run-name)")
+    # the same config names the same teacher path; its bytes may have changed since (a teacher retrained there)
+    before = state.get("teacher_sha256")  # absent from checkpoints written before it was kept: nothing to compare
+    if before is not None and before != teacher_sha:
+        raise ConfigError(f"cannot resume {path}: its {state['epoch']} epoch(s) distilled from a teacher with SHA-256 "
+                          f"{before[:12]}…, and {cfg.teacher} is now {teacher_sha[:12]}… (retrained or replaced); "
+                          f"delete {path.parent} to train the run again against it")
     try:
         step.student.load_state_dict(state["model"])
         if step.has_connectors:

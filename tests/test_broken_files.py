@@ -154,8 +154,15 @@ def test_a_folder_whose_students_distilled_from_another_teacher_is_refused(capsy
     assert f"{out / 'r18-both-s1'}. One folder, one teacher" in err
     assert not (out / "r18-pixel-s0").exists()  # refused before anything was written
     student_of(sha256_of(smoke_teacher))  # one teacher in the folder
+    make_record(out / "elsewhere", "r18-both", 2, 0.5)  # another experiment below it: not this folder's run
+    (out / "elsewhere" / "r18-both-s2" / RECORD_NAME).write_text(json.dumps(
+        {**json.loads((out / "elsewhere" / "r18-both-s2" / RECORD_NAME).read_text()), "teacher": {"sha256": "e" * 64}}))
     code, _, _ = run(capsys, *argv)
     assert code == 0 and (out / "r18-pixel-s0" / RECORD_NAME).is_file()
+    stale = json.loads((out / "r18-pixel-s0" / RECORD_NAME).read_text())
+    (out / "r18-pixel-s0" / RECORD_NAME).write_text(json.dumps({**stale, "teacher": {"sha256": "f" * 64}}))
+    code, _, _ = run(capsys, *argv)  # the stale run itself, trained again as the error asks: not in its own way
+    assert code == 0 and load_records(out / "r18-pixel-s0")["teacher_sha256"].item() == sha256_of(smoke_teacher)
 
 
 def test_a_run_resumed_against_a_retrained_teacher_is_refused(tmp_path, tiny_standin, smoke_teacher, monkeypatch):
@@ -178,13 +185,15 @@ def test_a_run_resumed_against_a_retrained_teacher_is_refused(tmp_path, tiny_sta
     with pytest.raises(KeyboardInterrupt):
         train(cfg, progress=False)
     monkeypatch.setattr(trainer, "evaluate", real_evaluate)
+    epoch_1 = load_checkpoint(tmp_path / "runs" / "r18-pixel-s0" / "checkpoint.pt")["history"][0]
     first_build = teacher.read_bytes()
     save_checkpoint(teacher, {**load_checkpoint(teacher), "note": "retrained"})  # same path, other bytes
     with pytest.raises(ConfigError, match=r"cannot resume .*checkpoint.pt: its 1 epoch\(s\) distilled from a teacher "
-                                          r"with SHA-256 .*teacher-s0/best.pt is now"):
+                                          r"with SHA-256 .*teacher-s0/best.pt is now .*; delete .*r18-pixel-s0 to"):
         train(cfg, resume=True, progress=False)
     teacher.write_bytes(first_build)
-    assert train(cfg, resume=True, progress=False)["epochs"][-1]["epoch"] == 2  # its own teacher back: it resumes
+    resumed = train(cfg, resume=True, progress=False)  # its own teacher back: it resumes, epoch 1 not run again
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2] and resumed["epochs"][0]["time_s"] == epoch_1["time_s"]
 
 
 def test_a_student_record_names_its_teacher_and_every_record_its_own_checkpoint(tmp_path, tiny_standin,
