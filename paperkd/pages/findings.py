@@ -166,7 +166,8 @@ def regime_targets(source: Source, budget_folders: Iterable[str] = (), estimate:
                      f"{std:.2f} ({len(scores)} seeds)",
                      "not yet" if math.isnan(std) else target_verdict(std <= SEED_STD, len(scores), planned)))
     folders = [source.folder, *budget_folders]
-    rows.append(budget_row(campaign_hours(folders), estimate, lost_hours(folders)))
+    lost = lost_hours(folders)
+    rows.append(budget_row(finished_hours(folders) + lost, estimate, lost))
     return pd.DataFrame(rows, columns=["target", "measured", "verdict"])
 
 
