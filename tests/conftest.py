@@ -1,4 +1,6 @@
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 # OpenMP threads busy-wait between ops by default; on a shared 2-core machine that made steps up to 10x slower.
@@ -43,3 +45,26 @@ def smoke_teacher(tmp_path_factory, tiny_standin) -> Path:
     out = tmp_path_factory.mktemp("teacher")
     record = train(resolve("teacher", "smoke", data_root=str(tiny_standin), out=str(out), **SMOKE), progress=False)
     return Path(record["selected"]["checkpoint"])
+
+
+@contextlib.contextmanager
+def interrupted_in_epoch_2() -> Iterator[None]:
+    """Inside: `paperkd.train.train` is interrupted (KeyboardInterrupt) at its second evaluation, in epoch 2, when
+    epoch 1's checkpoint is on disk (the runs evaluate every epoch); the raise is expected. The trainer is restored
+    on leaving."""
+    import paperkd.train as trainer
+
+    real_evaluate, calls = trainer.evaluate, {"n": 0}
+
+    def evaluate_then_stop(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    trainer.evaluate = evaluate_then_stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        trainer.evaluate = real_evaluate

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMOKE
+from conftest import SMOKE, interrupted_in_epoch_2
 from paperkd.checkpoint import load_checkpoint, save_checkpoint
 from paperkd.cli import main
 from paperkd.config import resolve
@@ -139,10 +139,13 @@ def test_a_folder_whose_students_distilled_from_another_teacher_is_refused(capsy
 
     out = tmp_path / "runs"
 
+    def name_teacher(run_dir: Path, sha: str) -> None:  # as if the run had distilled from that teacher
+        path = run_dir / RECORD_NAME
+        path.write_text(json.dumps({**json.loads(path.read_text()), "teacher": {"sha256": sha}}))
+
     def student_of(sha: str) -> None:
         make_record(out, "r18-both", 1, 0.5)
-        path = out / "r18-both-s1" / RECORD_NAME
-        path.write_text(json.dumps({**json.loads(path.read_text()), "teacher": {"sha256": sha}}))
+        name_teacher(out / "r18-both-s1", sha)
 
     make_record(out, "r18-none", 0, 0.4)  # a plain student names no teacher: never in the way
     student_of("f" * 64)  # distilled from a teacher retrained since (other bytes)
@@ -155,36 +158,23 @@ def test_a_folder_whose_students_distilled_from_another_teacher_is_refused(capsy
     assert not (out / "r18-pixel-s0").exists()  # refused before anything was written
     student_of(sha256_of(smoke_teacher))  # one teacher in the folder
     make_record(out / "elsewhere", "r18-both", 2, 0.5)  # another experiment below it: not this folder's run
-    (out / "elsewhere" / "r18-both-s2" / RECORD_NAME).write_text(json.dumps(
-        {**json.loads((out / "elsewhere" / "r18-both-s2" / RECORD_NAME).read_text()), "teacher": {"sha256": "e" * 64}}))
+    name_teacher(out / "elsewhere" / "r18-both-s2", "e" * 64)
     code, _, _ = run(capsys, *argv)
     assert code == 0 and (out / "r18-pixel-s0" / RECORD_NAME).is_file()
-    stale = json.loads((out / "r18-pixel-s0" / RECORD_NAME).read_text())
-    (out / "r18-pixel-s0" / RECORD_NAME).write_text(json.dumps({**stale, "teacher": {"sha256": "f" * 64}}))
+    name_teacher(out / "r18-pixel-s0", "f" * 64)
     code, _, _ = run(capsys, *argv)  # the stale run itself, trained again as the error asks: not in its own way
     assert code == 0 and load_records(out / "r18-pixel-s0")["teacher_sha256"].item() == sha256_of(smoke_teacher)
 
 
-def test_a_run_resumed_against_a_retrained_teacher_is_refused(tmp_path, tiny_standin, smoke_teacher, monkeypatch):
-    import paperkd.train as trainer
+def test_a_run_resumed_against_a_retrained_teacher_is_refused(tmp_path, tiny_standin, smoke_teacher):
     from paperkd.errors import ConfigError
 
     teacher = tmp_path / "teacher-s0" / smoke_teacher.name
     shutil.copytree(smoke_teacher.parent, teacher.parent)
     cfg = resolve("r18-pixel", "smoke", teacher=str(teacher), data_root=str(tiny_standin), out=str(tmp_path / "runs"),
                   epochs=2, max_train_images=4, **SMOKE)
-    real_evaluate, calls = trainer.evaluate, {"n": 0}
-
-    def evaluate_then_stop(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # in epoch 2: the checkpoint of epoch 1 is on disk
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "evaluate", evaluate_then_stop)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_in_epoch_2():
         train(cfg, progress=False)
-    monkeypatch.setattr(trainer, "evaluate", real_evaluate)
     epoch_1 = load_checkpoint(tmp_path / "runs" / "r18-pixel-s0" / "checkpoint.pt")["history"][0]
     first_build = teacher.read_bytes()
     save_checkpoint(teacher, {**load_checkpoint(teacher), "note": "retrained"})  # same path, other bytes

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMOKE
+from conftest import SMOKE, interrupted_in_epoch_2
 from paperkd.checkpoint import load_checkpoint
 from paperkd.config import resolve
 from paperkd.records import REQUIRED_KEYS, load_records
@@ -166,29 +166,16 @@ def test_authors_seg_term_is_the_cross_entropy_divided_by_the_batch(tmp_path, ti
     assert seg["authors"] == pytest.approx(seg["paper"] / batch, rel=0.25)
 
 
-def test_a_run_interrupted_in_its_warmup_resumes_to_identical_weights(tmp_path, tiny_standin, smoke_teacher,
-                                                                      monkeypatch):
-    import paperkd.train as trainer
-
+def test_a_run_interrupted_in_its_warmup_resumes_to_identical_weights(tmp_path, tiny_standin, smoke_teacher):
     def settings(out):  # two warm-up epochs: the interruption falls inside the warm-up, momentum and all
         return resolve("r18-heo", "smoke", teacher=str(smoke_teacher), data_root=str(tiny_standin), out=str(out),
                        epochs=3, max_train_images=8, connector_warmup_epochs=2, **SMOKE)
 
     straight = train(settings(tmp_path / "straight"), progress=False)
-    real_evaluate, calls = trainer.evaluate, {"n": 0}
-
-    def evaluate_then_stop(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # in epoch 2: the checkpoint of epoch 1 (the first warm-up epoch) is on disk
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "evaluate", evaluate_then_stop)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_in_epoch_2():  # epoch 1's checkpoint (the first warm-up epoch) is on disk
         train(settings(tmp_path / "cut"), progress=False)
     state = load_checkpoint(tmp_path / "cut" / "r18-heo-s0" / "checkpoint.pt")
     assert state["epoch"] == 1 and state["warmup_optimizer"] is not None
-    monkeypatch.setattr(trainer, "evaluate", real_evaluate)
     resumed = train(settings(tmp_path / "cut"), resume=True, progress=False)
     a = load_checkpoint(tmp_path / "straight" / "r18-heo-s0" / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "cut" / "r18-heo-s0" / "checkpoint.pt")
