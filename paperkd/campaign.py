@@ -5,7 +5,12 @@
 
 Students distil from the teacher of seed `teacher_seed` (0): the paper trains one teacher, then freezes it. The
 teacher's other seeds are trained too when asked for (Table 2 reports the teacher's spread over seeds).
-An interrupted run continues from its last complete epoch; a finished one is never retrained unless `reuse=False`.
+An interrupted run continues from its last complete epoch; a finished one is never retrained unless `reuse=False`,
+with one exception: a finished teacher whose checkpoint is missing (checkpoints are not committed, so a change of
+machine loses them) is trained again, under the same config, before the students that still need it
+(`teacher_to_rebuild`); its old record stays until the new one replaces it, and its hours go into the folder's
+ledger of lost runs (`lost_runs.json`). Whether the rebuilt teacher has the old one's bytes is said, and students
+that distilled from other bytes are then refused by `provenance.check_one_teacher`.
 A run whose loss diverges leaves `<run>/diverged.json` (the trainer's message) instead of a record: the campaign goes
 on with the other runs, and later calls skip it (reported by `diverged_runs`) unless `reuse=False`.
 Several campaign processes may share one results folder: each run is trained under a lock of its own (`run_lock`),
@@ -29,8 +34,9 @@ from paperkd.atomic import atomic_open
 from paperkd.checkpoint import CHECKPOINT_NAME, load_checkpoint, selected_checkpoint
 from paperkd.config import PRESETS, Config, resolve
 from paperkd.errors import PaperkdError
-from paperkd.records import (DIVERGED_NAME, PRE_RECIPE, RecordError, diverged_runs, find_record, load_records,
-                             read_record, reported_metrics)
+from paperkd.provenance import sha256_of
+from paperkd.records import (DIVERGED_NAME, LOST_NAME, PRE_RECIPE, RecordError, diverged_runs, find_record,
+                             load_records, lost_runs, read_record, reported_metrics)
 
 LOCK_NAME = ".lock"  # held while a process trains the run (campaign.run_lock)
 
@@ -77,13 +83,15 @@ def campaign_plan(presets: list[str], seeds: list[int], *, scale: str = "smoke",
 
 def status(presets: list[str], seeds: list[int], *, results: str = "runs/book", **settings: Any) -> pd.DataFrame:
     """What `ensure_runs` with the same arguments would do, without training: one row per planned run, its epochs,
-    and its state: done (its record's mIoU), diverged (skipped), resumes after epoch k of its checkpoint, or new."""
+    and its state: done (its record's mIoU), diverged (skipped), resumes after epoch k of its checkpoint, or new; a
+    finished teacher whose checkpoint is missing says so and is shown as the run it will be trained again as."""
     configs = campaign_plan(presets, seeds, results=results, **settings)
     diverged = diverged_runs(results)
+    rebuild = teacher_to_rebuild(configs, results)
     rows = []
     for cfg in configs:
         checkpoint = Path(results) / cfg.name / CHECKPOINT_NAME
-        if finished(results, cfg.name, progress=False):
+        if cfg is not rebuild and finished(results, cfg.name, progress=False):
             state = f"done ({100 * reported_metrics(read_record(find_record(results, cfg.name)))['miou']:.2f} mIoU)"
         elif cfg.name in diverged:
             state = "diverged: skipped"
@@ -95,6 +103,8 @@ def status(presets: list[str], seeds: list[int], *, results: str = "runs/book", 
             state = f"training now, {state}" if busy(results, cfg.name) else f"resumes {state}"
         else:
             state = "training now" if busy(results, cfg.name) else "to train"
+        if cfg is rebuild:
+            state = f"checkpoint missing, trained again: {state}"
         rows.append({"run": cfg.name, "recipe": cfg.recipe, "epochs": cfg.epochs, "state": state})
     return pd.DataFrame(rows, columns=["run", "recipe", "epochs", "state"])
 
@@ -112,7 +122,8 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
                             device=device, epochs=epochs, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs,
                             teacher=teacher, **overrides)
     known_diverged = diverged_runs(results) if reuse else {}
-    done = {c.name for c in configs if reuse and finished(results, c.name, progress)}
+    rebuild = teacher_to_rebuild(configs, results) if reuse else None
+    done = {c.name for c in configs if reuse and c is not rebuild and finished(results, c.name, progress)}
     for cfg in configs:
         if cfg.name in done:
             check_reading(cfg, find_record(results, cfg.name))
@@ -122,10 +133,10 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
     for cfg in tqdm(todo, desc=f"runs ({scale})", disable=not progress or not todo):
         # the students' teacher is waited for (they need it); any other busy run is left for later
         needed = students_teacher is not None and Path(students_teacher).parent.name == cfg.name
-        if not run_once(cfg, results, reuse, progress, wait=needed):
+        if not run_once(cfg, results, reuse, progress, wait=needed, rebuild=cfg is rebuild):
             deferred.append(cfg)
     for cfg in deferred:
-        run_once(cfg, results, reuse, progress, wait=True)
+        run_once(cfg, results, reuse, progress, wait=True, rebuild=cfg is rebuild)
     wanted = {c.name for c in configs}
     df = load_records(results)
     return df[df["run_name"].isin(wanted)].reset_index(drop=True) if len(df) else df
@@ -157,9 +168,12 @@ def busy(results: str | Path, run_name: str) -> bool:
         return not free
 
 
-def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait: bool) -> bool:
+def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait: bool,
+             rebuild: bool = False) -> bool:
     """Train `cfg` under its run lock unless it finished meanwhile (another process); False if the lock is busy
-    and `wait` is False. A divergence leaves `<run>/diverged.json`; a diverging teacher stops the campaign."""
+    and `wait` is False. A divergence leaves `<run>/diverged.json`; a diverging teacher stops the campaign.
+    `rebuild`: `cfg` is a finished teacher whose checkpoint is missing (`teacher_to_rebuild`): trained again
+    unless its checkpoint reappeared meanwhile, then `record_rebuild` books the replaced record."""
     from paperkd.train import TrainingDiverged, train  # here, so that reading records never imports the trainer
 
     if wait and progress:
@@ -170,17 +184,24 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait
         if not mine:
             return False
         marker = Path(results) / cfg.name / DIVERGED_NAME
-        if reuse and finished(results, cfg.name, progress):  # trained by another process while we waited
+        old_record = read_record(find_record(results, cfg.name)) if rebuild else None
+        if rebuild and weights_on_disk(selected_checkpoint(Path(results) / cfg.name, cfg), old_record):
+            return True  # rebuilt by another process while we waited
+        if reuse and not rebuild and finished(results, cfg.name, progress):  # trained by another process meanwhile
             check_reading(cfg, find_record(results, cfg.name))
             return True
         if reuse and marker.is_file():  # it diverged in another process: not tried twice
             return True
         if cfg.teacher and not Path(cfg.teacher).is_file():
             raise PaperkdError(f"{cfg.name} distils from {cfg.teacher}, which is missing (its record exists but "
-                               "its checkpoint was not kept); delete the teacher's record to retrain it")
+                               "its checkpoint was not kept); run the campaign with the teacher's row (or any "
+                               "student that distils from it) to train it again, or delete the teacher's record")
         marker.unlink(missing_ok=True)
         try:
-            train(cfg, resume=reuse, progress=progress)  # reuse: an interrupted run continues where it stopped
+            record = train(cfg, resume=reuse, progress=progress)  # reuse: an interrupted run continues
+            if old_record is not None:
+                message = record_rebuild(results, old_record, record)
+                tqdm.write(message) if progress else warnings.warn(message, stacklevel=2)
         except TrainingDiverged as err:
             if cfg.preset == "teacher":
                 raise  # nothing can distil from it
@@ -189,6 +210,52 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait
             if progress:
                 tqdm.write(f"{cfg.name} diverged and is skipped: {err}")
     return True
+
+
+def teacher_to_rebuild(configs: list[Config], results: str | Path) -> Config | None:
+    """The planned teacher whose record exists but whose weights do not (its selected checkpoint is missing, or
+    holds other bytes than the record names: a rebuild under way), when a planned student without a record yet
+    distils from them; else None. Checkpoints are not committed: a change of machine keeps the record, not the
+    weights."""
+    teachers = {str(selected_checkpoint(Path(results) / c.name, c)): c for c in configs if c.preset == "teacher"}
+    for cfg in configs:
+        teacher = teachers.get(str(cfg.teacher)) if cfg.teacher else None
+        if teacher is None or find_record(results, cfg.name) is not None:
+            continue
+        record = find_record(results, teacher.name)
+        if record is not None and not weights_on_disk(Path(cfg.teacher), read_record(record)):
+            return teacher
+    return None
+
+
+def weights_on_disk(checkpoint: Path, record: dict[str, Any]) -> bool:
+    """Whether `checkpoint` holds the weights `record` selected (by SHA-256, when the record names one)."""
+    if not checkpoint.is_file():
+        return False
+    sha = (record.get("selected") or {}).get("sha256")
+    return sha is None or sha256_of(checkpoint) == sha
+
+
+def record_rebuild(results: str | Path, old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Book a teacher trained again over its own record: the replaced record's hours go into `lost_runs.json` (the
+    record is gone, its compute was spent), and the returned line says whether the new weights are the old bytes
+    (then the students that distilled from it stay valid) or not (then `check_one_teacher` refuses to mix them)."""
+    old_sha, new_sha = old["selected"]["sha256"], new["selected"]["sha256"]
+    same = old_sha == new_sha
+    verdict = ("the same bytes as before: its students stay valid" if same else
+               f"other bytes than before ({old_sha[:12]}…): the students that distilled from the old ones must be "
+               "trained again")
+    entry = {"run": old["run_name"], "hours": round(old["wall_s"] / 3600, 2), "epochs": len(old["epochs"]),
+             "why": f"its record (finished {old.get('finished', '?')}, commit "
+                    f"{str(old['environment'].get('git_commit'))[:12]}) was "
+                    f"replaced when its checkpoint, not committed, was missing and it was trained again; the new "
+                    f"checkpoint has {'the same' if same else 'other'} bytes (SHA-256 {new_sha[:12]}…)"}
+    ledger = Path(results) / LOST_NAME
+    entries = lost_runs(results) + [entry]
+    with atomic_open(ledger, "w") as f:
+        json.dump(entries, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    return f"{old['run_name']} trained again (SHA-256 {new_sha[:12]}…), {verdict}; {entry['hours']} h booked in {ledger}"
 
 
 def finished(results: str | Path, run_name: str, progress: bool = True) -> bool:

@@ -54,15 +54,29 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
 
 def device_name(device: Any) -> str:
     """A human-readable name of the device a run used, e.g. 'cuda: NVIDIA H100 80GB HBM3' or
-    'cpu: AMD EPYC (x86_64), 2 threads' (the processor's model name when the system tells it)."""
+    'cpu: AMD EPYC (x86_64, AVX2 kernels), 2 threads' (the processor's model name when the system tells it, and
+    the instruction set torch's CPU kernels use: two machines of one model name may differ in it, and then in speed
+    and in the bits of every result)."""
     import torch
 
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    model = cpu_model()
-    machine = f"{model} ({platform.machine()})" if model else platform.machine()
+    model, kernels = cpu_model(), cpu_kernels()
+    details = ", ".join([platform.machine()] + ([f"{kernels} kernels"] if kernels else []))
+    machine = f"{model} ({details})" if model else details
     return f"cpu: {machine}, {torch.get_num_threads()} threads"
+
+
+def cpu_kernels() -> str | None:
+    """The instruction set torch dispatches its CPU kernels to ('AVX2', 'AVX512', 'DEFAULT'...), None when this
+    torch cannot tell."""
+    import torch
+
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:

@@ -1,4 +1,5 @@
 import fcntl
+import itertools
 import json
 import re
 import shlex
@@ -165,3 +166,75 @@ def test_a_dry_run_says_what_the_campaign_would_do_with_each_run_and_trains_noth
         "r18-kd-s1": "to train", "mnv2-none-s1": "to train"}
     assert list(table["epochs"]) == [10] * 6
     assert not (tmp_path / "r18-kd-s1").exists() and not (tmp_path / "mnv2-none-s1").exists()  # created nothing
+
+
+def _fake_teacher_and_students(tmp_path, calls, teacher_bytes):
+    """A stand-in for `train`: writes the run's record (and, for the teacher, best.pt holding `teacher_bytes[0]`)."""
+    from paperkd.provenance import sha256_of
+    from paperkd.records import write_record
+
+    builds = itertools.count(1)
+
+    def fake_train(cfg, **kwargs):
+        calls.append(cfg.name)
+        run = tmp_path / cfg.name
+        run.mkdir(exist_ok=True)
+        selected = {"miou": 0.5}
+        if cfg.preset == "teacher":
+            (run / "best.pt").write_bytes(teacher_bytes[0])
+            selected["sha256"] = sha256_of(run / "best.pt")
+        record = {"schema": 1, "run_name": cfg.name, "preset": cfg.preset, "seed": cfg.seed, "config": cfg.to_dict(),
+                  "environment": {"git_commit": "abc123def456", "device": "cpu"}, "epochs": [{"epoch": 1, "miou": 0.5}] * 3,
+                  "final": {"miou": 0.5}, "best_miou": 0.5, "selected": selected, "wall_s": 7200.0,
+                  "finished": f"build {next(builds)}", "timing_ms": {"total": 1.0}, "params": {"total": 1}}
+        write_record(run / "record.json", record)
+        return record
+    return fake_train
+
+
+def test_a_finished_teacher_whose_checkpoint_went_is_trained_again_before_the_students_that_need_it(tmp_path,
+                                                                                                     monkeypatch):
+    import paperkd.train
+    from paperkd.campaign import status
+    from paperkd.records import lost_runs
+
+    calls, teacher_bytes = [], [b"weights"]
+    monkeypatch.setattr(paperkd.train, "train", _fake_teacher_and_students(tmp_path, calls, teacher_bytes))
+    settings = dict(scale="smoke", dataset="standin", results=str(tmp_path), progress=False)
+    ensure_runs(["r18-both"], [0], **settings)
+    assert calls == ["teacher-s0", "r18-both-s0"] and lost_runs(tmp_path) == []
+
+    (tmp_path / "teacher-s0" / "best.pt").unlink()  # a change of machine: the record stays, the weights go
+    calls.clear()
+    ensure_runs(["r18-both"], [0], **settings)
+    assert calls == []  # every student that needs it has finished: nothing to rebuild it for
+    table = status(["r18-both"], [0, 1], **{k: v for k, v in settings.items() if k != "progress"})
+    assert dict(zip(table["run"], table["state"]))["teacher-s0"] == "checkpoint missing, trained again: to train"
+
+    with pytest.warns(UserWarning, match="teacher-s0 trained again .*the same bytes as before.*2.0 h booked"):
+        ensure_runs(["r18-both"], [0, 1], **settings)
+    assert calls == ["teacher-s0", "r18-both-s1"]
+    [entry] = lost_runs(tmp_path)  # the replaced record's hours stay counted
+    assert entry["run"] == "teacher-s0" and entry["hours"] == 2.0 and entry["epochs"] == 3
+    assert "finished build 1" in entry["why"] and "the same bytes" in entry["why"]
+    assert json.loads((tmp_path / "teacher-s0" / "record.json").read_text())["finished"] == "build 3"
+
+
+def test_a_teacher_rebuilt_halfway_or_with_other_bytes_is_named_as_such(tmp_path, monkeypatch):
+    import paperkd.train
+    from paperkd.records import lost_runs
+
+    calls, teacher_bytes = [], [b"weights"]
+    monkeypatch.setattr(paperkd.train, "train", _fake_teacher_and_students(tmp_path, calls, teacher_bytes))
+    settings = dict(scale="smoke", dataset="standin", results=str(tmp_path), progress=False)
+    ensure_runs(["r18-both"], [0], **settings)
+    (tmp_path / "teacher-s0" / "best.pt").write_bytes(b"an epoch of a rebuild cut short")  # not the record's bytes
+    calls.clear()
+    teacher_bytes[0] = b"other weights"
+    with pytest.warns(UserWarning, match="other bytes than before .*must be trained again"):
+        ensure_runs(["r18-both"], [1], **settings)
+    assert calls == ["teacher-s0", "r18-both-s1"]
+    assert "other bytes" in lost_runs(tmp_path)[0]["why"]
+    calls.clear()
+    ensure_runs(["r18-both"], [0, 1], **settings)  # the rebuilt teacher is its record's now: not rebuilt again
+    assert calls == []

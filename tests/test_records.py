@@ -31,7 +31,11 @@ def test_the_cpu_device_names_the_processor_model(tmp_path, monkeypatch):
     assert cpu_model(info) is None
     assert cpu_model(tmp_path / "absent") is None
     monkeypatch.setattr("paperkd.records.cpu_model", lambda: "Some CPU")
+    monkeypatch.setattr("paperkd.records.cpu_kernels", lambda: "AVX512")
     assert device_name("cpu").startswith("cpu: Some CPU (") and device_name("cpu").endswith(" threads")
+    assert ", AVX512 kernels), " in device_name("cpu")  # machines of one model name may differ in their kernels
+    monkeypatch.setattr("paperkd.records.cpu_kernels", lambda: None)
+    assert device_name("cpu").startswith("cpu: Some CPU (") and "kernels" not in device_name("cpu")
     monkeypatch.setattr("paperkd.records.cpu_model", lambda: None)
     assert "(" not in device_name("cpu")
 
