@@ -149,7 +149,10 @@ def regime_targets(source: Source, budget_folders: Iterable[str] = (), estimate:
         if len(teacher) and len(scores):
             lead = round(teacher.mean() - scores.mean(), 2)
             apart = teacher.min() > scores.max()
-            rows.append((target, f"{lead:+.2f}; {'every seed above' if apart else 'seeds overlap'}",
+            # a threshold the issue set on the records, not a test: say on how many seeds, since with one teacher
+            # seed "Could distillation help?" reads the same lead as too few seeds to judge by
+            seeds = f"{len(teacher)} teacher seed{'s' * (len(teacher) > 1)}, {len(scores)} of {plain}"
+            rows.append((target, f"{lead:+.2f}; {'every seed above' if apart else 'seeds overlap'} ({seeds})",
                          target_verdict(lead >= TEACHER_LEAD and apart, len(scores), planned)))
         else:
             missing = " and ".join(w for w, n in (("teacher", len(teacher)), (plain, len(scores))) if not n)
