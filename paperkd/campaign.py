@@ -23,7 +23,7 @@ import contextlib
 import fcntl
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ def status(presets: list[str], seeds: list[int], *, results: str = "runs/book", 
     finished teacher whose checkpoint is missing says so and is shown as the run it will be trained again as."""
     configs = campaign_plan(presets, seeds, results=results, **settings)
     diverged = diverged_runs(results)
-    rebuild = teacher_to_rebuild(configs, results)
+    rebuild = teacher_to_rebuild(configs, results, diverged)
     rows = []
     for cfg in configs:
         checkpoint = Path(results) / cfg.name / CHECKPOINT_NAME
@@ -104,7 +104,7 @@ def status(presets: list[str], seeds: list[int], *, results: str = "runs/book", 
         else:
             state = "training now" if busy(results, cfg.name) else "to train"
         if cfg is rebuild:
-            state = f"checkpoint missing, trained again: {state}"
+            state = f"weights missing or not its record's, trained again: {state}"
         rows.append({"run": cfg.name, "recipe": cfg.recipe, "epochs": cfg.epochs, "state": state})
     return pd.DataFrame(rows, columns=["run", "recipe", "epochs", "state"])
 
@@ -122,7 +122,7 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
                             device=device, epochs=epochs, teacher_seed=teacher_seed, teacher_epochs=teacher_epochs,
                             teacher=teacher, **overrides)
     known_diverged = diverged_runs(results) if reuse else {}
-    rebuild = teacher_to_rebuild(configs, results) if reuse else None
+    rebuild = teacher_to_rebuild(configs, results, known_diverged) if reuse else None
     done = {c.name for c in configs if reuse and c is not rebuild and finished(results, c.name, progress)}
     for cfg in configs:
         if cfg.name in done:
@@ -185,8 +185,10 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait
             return False
         marker = Path(results) / cfg.name / DIVERGED_NAME
         old_record = read_record(find_record(results, cfg.name)) if rebuild else None
-        if rebuild and weights_on_disk(selected_checkpoint(Path(results) / cfg.name, cfg), old_record):
-            return True  # rebuilt by another process while we waited
+        if old_record is not None:
+            if weights_on_disk(selected_checkpoint(Path(results) / cfg.name, cfg), old_record):
+                return True  # rebuilt by another process while we waited
+            start_rebuild(cfg, results, old_record, progress)
         if reuse and not rebuild and finished(results, cfg.name, progress):  # trained by another process meanwhile
             check_reading(cfg, find_record(results, cfg.name))
             return True
@@ -194,8 +196,8 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait
             return True
         if cfg.teacher and not Path(cfg.teacher).is_file():
             raise PaperkdError(f"{cfg.name} distils from {cfg.teacher}, which is missing (its record exists but "
-                               "its checkpoint was not kept); run the campaign with the teacher's row (or any "
-                               "student that distils from it) to train it again, or delete the teacher's record")
+                               "its checkpoint was not kept); plan the teacher in the same campaign (its row, or the "
+                               "default teacher rather than --teacher) to train it again, or delete its record")
         marker.unlink(missing_ok=True)
         try:
             record = train(cfg, resume=reuse, progress=progress)  # reuse: an interrupted run continues
@@ -212,20 +214,31 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait
     return True
 
 
-def teacher_to_rebuild(configs: list[Config], results: str | Path) -> Config | None:
+def teacher_to_rebuild(configs: list[Config], results: str | Path, diverged: Iterable[str] = ()) -> Config | None:
     """The planned teacher whose record exists but whose weights do not (its selected checkpoint is missing, or
-    holds other bytes than the record names: a rebuild under way), when a planned student without a record yet
-    distils from them; else None. Checkpoints are not committed: a change of machine keeps the record, not the
-    weights."""
+    holds other bytes than the record names: a rebuild under way), when a planned student that has no readable
+    record and has not diverged (`diverged`: run names) distils from them; else None. An unreadable teacher record
+    gives None too: the campaign then trains the teacher as a run without a record. Checkpoints are not committed:
+    a change of machine keeps the record, not the weights."""
     teachers = {str(selected_checkpoint(Path(results) / c.name, c)): c for c in configs if c.preset == "teacher"}
+    skipped = set(diverged)
     for cfg in configs:
         teacher = teachers.get(str(cfg.teacher)) if cfg.teacher else None
-        if teacher is None or find_record(results, cfg.name) is not None:
+        if teacher is None or cfg.name in skipped or readable_record(results, cfg.name) is not None:
             continue
-        record = find_record(results, teacher.name)
-        if record is not None and not weights_on_disk(Path(cfg.teacher), read_record(record)):
+        record = readable_record(results, teacher.name)
+        if record is not None and not weights_on_disk(Path(cfg.teacher), record):
             return teacher
     return None
+
+
+def readable_record(results: str | Path, run_name: str) -> dict[str, Any] | None:
+    """The run's record, None when it has none or an unreadable one (`finished` names those)."""
+    path = find_record(results, run_name)
+    try:
+        return read_record(path) if path is not None else None
+    except RecordError:
+        return None
 
 
 def weights_on_disk(checkpoint: Path, record: dict[str, Any]) -> bool:
@@ -236,26 +249,57 @@ def weights_on_disk(checkpoint: Path, record: dict[str, Any]) -> bool:
     return sha is None or sha256_of(checkpoint) == sha
 
 
+def start_rebuild(cfg: Config, results: str | Path, old: dict[str, Any], progress: bool) -> None:
+    """Check that the teacher `cfg` may be trained again over its record `old`, then say so, naming the device the
+    record was trained on and this one. Refused (PaperkdError) when the record used another recipe or reading
+    (`check_reading`) or other epochs, when the ledger of lost runs is unreadable (found now, not after the
+    training), or when checkpoint.pt holds the finished run itself (`train` would resume at its end)."""
+    import torch
+
+    from paperkd.records import device_name
+
+    check_reading(cfg, find_record(results, cfg.name))
+    if old["config"].get("epochs") != cfg.epochs:
+        raise PaperkdError(f"{cfg.name}: its record trained {old['config'].get('epochs')} epochs and this campaign "
+                           f"asks for {cfg.epochs}; keep each schedule in its own results folder (--results)")
+    lost_runs(results)
+    checkpoint = Path(results) / cfg.name / CHECKPOINT_NAME
+    if checkpoint.is_file() and load_checkpoint(checkpoint, needs=("epoch",))["epoch"] >= cfg.epochs:
+        raise PaperkdError(f"{checkpoint} holds the finished run its record describes, but not the weights the "
+                           f"record selected; delete {checkpoint} to train {cfg.name} again")
+    here = device_name("cuda" if cfg.device.startswith("cuda") or
+                       (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    message = (f"{cfg.name}: its record is kept but not its weights; training it again (its record: "
+               f"{old['environment'].get('device')}; here: {here}). Only where the kernels, the threads and the "
+               "versions agree can the new weights be the old bytes.")
+    tqdm.write(message) if progress else warnings.warn(message, stacklevel=3)
+
+
 def record_rebuild(results: str | Path, old: dict[str, Any], new: dict[str, Any]) -> str:
     """Book a teacher trained again over its own record: the replaced record's hours go into `lost_runs.json` (the
     record is gone, its compute was spent), and the returned line says whether the new weights are the old bytes
-    (then the students that distilled from it stay valid) or not (then `check_one_teacher` refuses to mix them)."""
-    old_sha, new_sha = old["selected"]["sha256"], new["selected"]["sha256"]
-    same = old_sha == new_sha
+    (then the students that distilled from it stay valid) or not (then `check_one_teacher` refuses to mix them).
+    Under `model_selection="last"` (the `paper` recipe) the selected file is checkpoint.pt, which also holds the
+    run's timings: its bytes differ at every rebuild, so such a teacher is always a new teacher."""
+    old_sha = (old.get("selected") or {}).get("sha256")
+    new_sha = (new.get("selected") or {}).get("sha256")
+    same = old_sha is not None and old_sha == new_sha
     verdict = ("the same bytes as before: its students stay valid" if same else
-               f"other bytes than before ({old_sha[:12]}…): the students that distilled from the old ones must be "
-               "trained again")
+               "its old record names no SHA-256, so whether its students stay valid is unknown" if old_sha is None
+               else f"other bytes than before ({old_sha[:12]}…): the students that distilled from the old ones must "
+                    "be trained again")
     entry = {"run": old["run_name"], "hours": round(old["wall_s"] / 3600, 2), "epochs": len(old["epochs"]),
              "why": f"its record (finished {old.get('finished', '?')}, commit "
-                    f"{str(old['environment'].get('git_commit'))[:12]}) was "
-                    f"replaced when its checkpoint, not committed, was missing and it was trained again; the new "
-                    f"checkpoint has {'the same' if same else 'other'} bytes (SHA-256 {new_sha[:12]}…)"}
+                    f"{str(old['environment'].get('git_commit'))[:12]}, {old['environment'].get('device')}) was "
+                    "replaced when its weights, not committed, were missing and it was trained again; "
+                    f"the new checkpoint (SHA-256 {str(new_sha)[:12]}…): {verdict}"}
     ledger = Path(results) / LOST_NAME
     entries = lost_runs(results) + [entry]
     with atomic_open(ledger, "w") as f:
         json.dump(entries, f, indent=2, ensure_ascii=False)
         f.write("\n")
-    return f"{old['run_name']} trained again (SHA-256 {new_sha[:12]}…), {verdict}; {entry['hours']} h booked in {ledger}"
+    return f"{old['run_name']} trained again (SHA-256 {str(new_sha)[:12]}…), {verdict}; {entry['hours']} h booked " \
+           f"in {ledger}"
 
 
 def finished(results: str | Path, run_name: str, progress: bool = True) -> bool:

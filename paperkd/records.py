@@ -246,7 +246,8 @@ def diverged_runs(results: str | Path) -> dict[str, str]:
 def lost_runs(results: str | Path) -> list[dict[str, Any]]:
     """The entries of `results/lost_runs.json`, the ledger of wall-clock time spent on runs that never finished
     (a run whose checkpoint went with its machine leaves no record, but its hours were spent): a JSON list of
-    {"run", "hours", "epochs", "why"}, written by hand when it happens; [] without the file. `RecordError` naming
+    {"run", "hours", "epochs", "why"}, written by hand when it happens (by `paperkd campaign` when it
+    trains a teacher again over its record); [] without the file. `RecordError` naming
     the file and the entry when an entry lacks one of those keys or its hours are not a number >= 0."""
     path = Path(results) / LOST_NAME
     if not path.is_file():

@@ -168,8 +168,10 @@ def test_a_dry_run_says_what_the_campaign_would_do_with_each_run_and_trains_noth
     assert not (tmp_path / "r18-kd-s1").exists() and not (tmp_path / "mnv2-none-s1").exists()  # created nothing
 
 
-def _fake_teacher_and_students(tmp_path, calls, teacher_bytes):
-    """A stand-in for `train`: writes the run's record (and, for the teacher, best.pt holding `teacher_bytes[0]`)."""
+
+def _fake_teacher_and_students(tmp_path, calls, teacher_bytes, resumed=None):
+    """A stand-in for `train`: writes the run's record (and, for the teacher, best.pt holding `teacher_bytes[0]`;
+    raises instead when that is an exception); `resumed` collects the teacher's `resume` argument."""
     from paperkd.provenance import sha256_of
     from paperkd.records import write_record
 
@@ -181,12 +183,17 @@ def _fake_teacher_and_students(tmp_path, calls, teacher_bytes):
         run.mkdir(exist_ok=True)
         selected = {"miou": 0.5}
         if cfg.preset == "teacher":
+            if resumed is not None:
+                resumed.append(kwargs["resume"])
+            if isinstance(teacher_bytes[0], Exception):
+                raise teacher_bytes[0]
             (run / "best.pt").write_bytes(teacher_bytes[0])
             selected["sha256"] = sha256_of(run / "best.pt")
         record = {"schema": 1, "run_name": cfg.name, "preset": cfg.preset, "seed": cfg.seed, "config": cfg.to_dict(),
-                  "environment": {"git_commit": "abc123def456", "device": "cpu"}, "epochs": [{"epoch": 1, "miou": 0.5}] * 3,
-                  "final": {"miou": 0.5}, "best_miou": 0.5, "selected": selected, "wall_s": 7200.0,
-                  "finished": f"build {next(builds)}", "timing_ms": {"total": 1.0}, "params": {"total": 1}}
+                  "environment": {"git_commit": "abc123def456", "device": "cpu"},
+                  "epochs": [{"epoch": 1, "miou": 0.5}] * 3, "final": {"miou": 0.5}, "best_miou": 0.5,
+                  "selected": selected, "wall_s": 7200.0, "finished": f"build {next(builds)}",
+                  "timing_ms": {"total": 1.0}, "params": {"total": 1}}
         write_record(run / "record.json", record)
         return record
     return fake_train
@@ -208,33 +215,75 @@ def test_a_finished_teacher_whose_checkpoint_went_is_trained_again_before_the_st
     calls.clear()
     ensure_runs(["r18-both"], [0], **settings)
     assert calls == []  # every student that needs it has finished: nothing to rebuild it for
-    table = status(["r18-both"], [0, 1], **{k: v for k, v in settings.items() if k != "progress"})
-    assert dict(zip(table["run"], table["state"]))["teacher-s0"] == "checkpoint missing, trained again: to train"
+    (tmp_path / "r18-both-s1").mkdir()
+    (tmp_path / "r18-both-s1" / "diverged.json").write_text(json.dumps({"run_name": "r18-both-s1", "message": "nan"}))
+    ensure_runs(["r18-both"], [0, 1], **settings)
+    assert calls == []  # a student that diverged is skipped, so it needs no teacher either
+    table = status(["r18-both"], [0, 2], **{k: v for k, v in settings.items() if k != "progress"})
+    assert dict(zip(table["run"], table["state"]))["teacher-s0"] == \
+        "weights missing or not its record's, trained again: to train"
 
-    with pytest.warns(UserWarning, match="teacher-s0 trained again .*the same bytes as before.*2.0 h booked"):
-        ensure_runs(["r18-both"], [0, 1], **settings)
-    assert calls == ["teacher-s0", "r18-both-s1"]
-    [entry] = lost_runs(tmp_path)  # the replaced record's hours stay counted
-    assert entry["run"] == "teacher-s0" and entry["hours"] == 2.0 and entry["epochs"] == 3
+    ledger = tmp_path / "lost_runs.json"
+    earlier = {"run": "r18-none-s0", "hours": 0.5, "epochs": 2, "why": "a machine went"}
+    ledger.write_text(json.dumps([earlier]))
+    with pytest.warns(UserWarning) as said:
+        ensure_runs(["r18-both"], [0, 2], **settings)
+    assert calls == ["teacher-s0", "r18-both-s2"]
+    assert "its record is kept but not its weights" in str(said[0].message)
+    assert re.search(r"teacher-s0 trained again .*the same bytes as before.*2.0 h booked", str(said[-1].message))
+    older, entry = lost_runs(tmp_path)  # appended; the replaced record's hours stay counted
+    assert older == earlier and (entry["run"], entry["hours"], entry["epochs"]) == ("teacher-s0", 2.0, 3)
     assert "finished build 1" in entry["why"] and "the same bytes" in entry["why"]
     assert json.loads((tmp_path / "teacher-s0" / "record.json").read_text())["finished"] == "build 3"
 
 
-def test_a_teacher_rebuilt_halfway_or_with_other_bytes_is_named_as_such(tmp_path, monkeypatch):
+def test_a_teacher_rebuilt_halfway_resumes_and_other_bytes_are_named(tmp_path, monkeypatch):
     import paperkd.train
+    from paperkd.checkpoint import save_checkpoint
     from paperkd.records import lost_runs
 
-    calls, teacher_bytes = [], [b"weights"]
-    monkeypatch.setattr(paperkd.train, "train", _fake_teacher_and_students(tmp_path, calls, teacher_bytes))
+    calls, resumed, teacher_bytes = [], [], [b"weights"]
+    monkeypatch.setattr(paperkd.train, "train", _fake_teacher_and_students(tmp_path, calls, teacher_bytes, resumed))
     settings = dict(scale="smoke", dataset="standin", results=str(tmp_path), progress=False)
     ensure_runs(["r18-both"], [0], **settings)
+    record = (tmp_path / "teacher-s0" / "record.json").read_text()
     (tmp_path / "teacher-s0" / "best.pt").write_bytes(b"an epoch of a rebuild cut short")  # not the record's bytes
+    save_checkpoint(tmp_path / "teacher-s0" / "checkpoint.pt", {"config": {}, "epoch": 1})
     calls.clear()
+    teacher_bytes[0] = RuntimeError("the machine went again")
+    with pytest.warns(UserWarning, match="training it again"), pytest.raises(RuntimeError, match="went again"):
+        ensure_runs(["r18-both"], [1], **settings)
+    assert (tmp_path / "teacher-s0" / "record.json").read_text() == record and lost_runs(tmp_path) == []
+
     teacher_bytes[0] = b"other weights"
     with pytest.warns(UserWarning, match="other bytes than before .*must be trained again"):
         ensure_runs(["r18-both"], [1], **settings)
-    assert calls == ["teacher-s0", "r18-both-s1"]
+    assert calls == ["teacher-s0", "teacher-s0", "r18-both-s1"] and resumed[1:] == [True, True]  # it resumed
     assert "other bytes" in lost_runs(tmp_path)[0]["why"]
     calls.clear()
     ensure_runs(["r18-both"], [0, 1], **settings)  # the rebuilt teacher is its record's now: not rebuilt again
     assert calls == []
+
+
+def test_a_rebuild_is_refused_for_another_schedule_or_over_the_finished_run_and_skipped_for_a_bad_record(
+        tmp_path, monkeypatch):
+    import paperkd.train
+    from paperkd.campaign import teacher_to_rebuild
+    from paperkd.checkpoint import save_checkpoint
+
+    calls = []
+    monkeypatch.setattr(paperkd.train, "train", _fake_teacher_and_students(tmp_path, calls, [b"weights"]))
+    settings = dict(scale="smoke", dataset="standin", results=str(tmp_path), progress=False)
+    ensure_runs(["r18-both"], [0], **settings)
+    (tmp_path / "teacher-s0" / "best.pt").unlink()
+    calls.clear()
+    with pytest.raises(PaperkdError, match="trained .* epochs and this campaign asks for 7"):
+        ensure_runs(["r18-both"], [1], teacher_epochs=7, **settings)
+    epochs = plan(["teacher"], [0], scale="smoke", dataset="standin", out=str(tmp_path))[0].epochs
+    save_checkpoint(tmp_path / "teacher-s0" / "checkpoint.pt", {"config": {}, "epoch": epochs})
+    with pytest.raises(PaperkdError, match="holds the finished run its record describes"):
+        ensure_runs(["r18-both"], [1], **settings)
+    assert calls == []
+    (tmp_path / "teacher-s0" / "record.json").write_text("{")  # unreadable: trained as a run without a record
+    assert teacher_to_rebuild(plan(["r18-both"], [1], scale="smoke", dataset="standin", out=str(tmp_path)),
+                              tmp_path) is None

@@ -125,7 +125,7 @@ def test_the_regime_targets_are_measured_from_the_records(tmp_path):
     three = {"r18-none": range(3), "mnv2-none": range(3)}
     table = findings.regime_targets(campaign(tmp_path, findings.ROWS), plan=three).set_index("target")
     verdicts = dict(zip(table.index.str.split(" ").str[:3].str.join(" "), zip(table["measured"], table["verdict"])))
-    assert verdicts["teacher leads r18-none"] == ("+9.67; every seed above (3 teacher seeds, 3 of r18-none)", "met")
+    assert verdicts["teacher leads r18-none"] == ("+9.67; every seed above (3 teacher seeds, 3 r18-none seeds)", "met")
     assert findings.regime_targets(campaign(tmp_path, findings.ROWS)).iloc[0]["verdict"] == "met so far"  # 3 of 5
     assert verdicts["teacher leads mnv2-none"][1] == "met"
     lead = {k: v for k, v in verdicts.items() if "convergence" in k or "near" in k}
@@ -142,7 +142,7 @@ def test_the_regime_targets_say_missed_and_so_far_from_the_records(tmp_path):
     write_campaign(tmp_path, {"teacher": [0.53], "r18-none": [0.50, 0.52]})  # last epochs +5 and +7 over the third
     table = findings.regime_targets(campaign(tmp_path, findings.ROWS)).set_index("target")
     verdicts = dict(zip(table.index.str.split(" ").str[:3].str.join(" "), zip(table["measured"], table["verdict"])))
-    assert verdicts["teacher leads r18-none"] == ("+2.00; every seed above (1 teacher seed, 2 of r18-none)",
+    assert verdicts["teacher leads r18-none"] == ("+2.00; every seed above (1 teacher seed, 2 r18-none seeds)",
                                                   "missed so far")  # 2 of 3 seeds
     assert verdicts["r18-none near convergence:"] == ("+6.00 (mean of 2 seeds)", "missed so far")
     assert verdicts["teacher leads mnv2-none"] == ("no mnv2-none run yet", "not yet")

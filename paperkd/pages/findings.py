@@ -149,9 +149,10 @@ def regime_targets(source: Source, budget_folders: Iterable[str] = (), estimate:
         if len(teacher) and len(scores):
             lead = round(teacher.mean() - scores.mean(), 2)
             apart = teacher.min() > scores.max()
-            # a threshold the issue set on the records, not a test: say on how many seeds, since with one teacher
-            # seed "Could distillation help?" reads the same lead as too few seeds to judge by
-            seeds = f"{len(teacher)} teacher seed{'s' * (len(teacher) > 1)}, {len(scores)} of {plain}"
+            # A threshold on the records, not a test. With one teacher seed, "Could distillation help?" calls the
+            # same lead too few seeds to judge by, so the row says how many seeds it read.
+            seeds = ", ".join(f"{n} {who} seed{'s' * (n > 1)}" for who, n in (("teacher", len(teacher)),
+                                                                              (plain, len(scores))))
             rows.append((target, f"{lead:+.2f}; {'every seed above' if apart else 'seeds overlap'} ({seeds})",
                          target_verdict(lead >= TEACHER_LEAD and apart, len(scores), planned)))
         else:
