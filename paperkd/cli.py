@@ -203,10 +203,15 @@ def cmd_make_standin(args: argparse.Namespace) -> int:
 def cmd_check_data(args: argparse.Namespace) -> int:
     from paperkd.data import check_data
     from paperkd.data.check import format_problems
+    from paperkd.saved_predictions import inputs_differ
 
     problems = check_data(args.root, splits=tuple(args.splits), sbd=args.sbd)
     print(format_problems(problems) if problems else f"{args.root}: no problems found")
-    return 1 if problems else 0
+    differ = {run_dir: inputs_differ(run_dir, args.root) for run_dir in args.against} if not problems else {}
+    for run_dir, names in differ.items():
+        print(f"{run_dir}: {len(names)} of its saved inputs differ from this data's: {', '.join(names)}" if names
+              else f"{run_dir}: its saved validation inputs and ground truths match this data byte for byte")
+    return 1 if problems or any(differ.values()) else 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -347,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", help="folder holding VOCdevkit/VOC2012 (or VOCdevkit, or VOC2012)")
     p.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to check (default: train val)")
     p.add_argument("--sbd", action="store_true", help="also check the SBD-augmented labels (SegmentationClassAug)")
+    p.add_argument("--against", nargs="+", default=[], metavar="RUN_DIR",
+                   help="also render the validation images a run saved in RUN_DIR/predictions/ and compare their "
+                        "SHA-256s: is this the data that run saw? (e.g. a stand-in made on another machine)")
     p.set_defaults(func=cmd_check_data)
 
     p = sub.add_parser("info", help="per-part parameter counts, GFLOPs and CPU latency of teacher and students")

@@ -5,6 +5,7 @@
                                                                  trainer's call at the end, on the reported one)
     backfill_plan(run_dir)                                    -> checkpoint and val set of a run made before this
     read_predictions(run_dir)                                 -> [{"stem", "image", "truth", "prediction"}, ...]
+    inputs_differ(run_dir, data_root)                         -> the saved inputs this data renders otherwise
 
 The folder holds, per image, `<stem>-image.png` (the RGB input as the validation transform produced it),
 `<stem>-truth.png` and `<stem>-prediction.png` (VOC palette PNGs of class indices, 255 = ignored), and
@@ -68,7 +69,6 @@ def save_predictions(model: Any, val_set: Any, run_dir: str | os.PathLike, devic
     import torch
 
     from paperkd.data.palette import save_label_png
-    from paperkd.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     device = torch.device(device)
     count = min(count, len(val_set))
@@ -78,7 +78,6 @@ def save_predictions(model: Any, val_set: Any, run_dir: str | os.PathLike, devic
     folder.mkdir(parents=True, exist_ok=True)
     # first the old manifest goes: while files are being replaced the folder must not claim to be complete
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     files: dict[str, str] = {}
     was_training = model.training
     model.eval()
@@ -87,9 +86,7 @@ def save_predictions(model: Any, val_set: Any, run_dir: str | os.PathLike, devic
             for index, stem in enumerate(stems):
                 image, target = val_set[index]
                 prediction = model(image[None].to(device)).argmax(1)[0].to(torch.uint8).cpu().numpy()
-                rgb = (image * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-                pngs = {"image": _png_bytes(partial(Image.fromarray(rgb, "RGB").save, format="PNG")),
-                        "truth": _png_bytes(partial(save_label_png, label=target.to(torch.uint8).numpy())),
+                pngs = {**input_pngs(image, target),
                         "prediction": _png_bytes(partial(save_label_png, label=prediction))}
                 for kind, data in pngs.items():
                     name = file_name(stem, kind)
@@ -120,6 +117,44 @@ def save_checkpoint_predictions(checkpoint: str | os.PathLike, val_set: Any, run
     device = resolve_device(device)  # "auto" too
     model, _ = load_model(checkpoint, device)
     return save_predictions(model, val_set, run_dir, device, count, checkpoint=checkpoint)
+
+
+def input_pngs(image: Any, target: Any) -> dict[str, bytes]:
+    """The PNG bytes of a validation sample as the folder saves it: "image", the normalised tensor mapped back to
+    8-bit RGB, and "truth", its label map in the VOC palette."""
+    import torch
+
+    from paperkd.data.palette import save_label_png
+    from paperkd.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    rgb = (image * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return {"image": _png_bytes(partial(Image.fromarray(rgb, "RGB").save, format="PNG")),
+            "truth": _png_bytes(partial(save_label_png, label=target.to(torch.uint8).numpy()))}
+
+
+def inputs_differ(run_dir: str | os.PathLike, data_root: str | os.PathLike) -> list[str]:
+    """The saved inputs and ground truths of a run (`<stem>-image.png`, `<stem>-truth.png`) that the validation
+    images under `data_root`, through the transform its manifest names, render to other bytes; [] when every one
+    matches. A spot check that a data folder (a stand-in rendered on another machine, say) is the one the run saw.
+    `PaperkdError` naming the folder when the run has no readable predictions or the data lacks one of its images."""
+    from paperkd.data import VOCSegmentation, val_transforms
+
+    manifest = read_manifest(run_dir)
+    val_set = VOCSegmentation(data_root, "val", transforms=val_transforms(size=manifest["val_size"],
+                                                                          mode=manifest["val_mode"]))
+    index = {stem: i for i, stem in enumerate(val_set.stems)}
+    missing = [stem for stem in manifest["stems"] if stem not in index]
+    if missing:
+        raise DataError(f"{data_root} has no validation image {missing[0]} of {predictions_folder(run_dir)}: not "
+                        "the data that run saw")
+    differ = []
+    for stem in manifest["stems"]:
+        for kind, data in input_pngs(*val_set[index[stem]]).items():
+            name = file_name(stem, kind)
+            if hashlib.sha256(data).hexdigest() != manifest["files"][name]:
+                differ.append(name)
+    return differ
 
 
 def backfill_plan(run_dir: str | os.PathLike, data_root: str | os.PathLike | None = None,

@@ -2,6 +2,7 @@
 they read back without torch, broken files are named, and `paperkd save-predictions` backfills old runs."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -294,3 +295,20 @@ def test_a_run_whose_predictions_cannot_be_saved_still_writes_its_record(tmp_pat
                                              max_train_images=8, max_val_images=4, epochs=1), progress=False)
     assert (tmp_path / record["run_name"] / "record.json").is_file()
     assert not has_predictions(tmp_path / record["run_name"])
+
+
+def test_check_data_against_a_run_says_whether_this_is_the_data_it_saw(best_run, tiny_standin, tmp_path, capsys):
+    run, _, _ = best_run
+    assert main(["check-data", str(tiny_standin), "--splits", "val", "--against", str(run)]) == 0
+    assert "match this data byte for byte" in capsys.readouterr().out
+    other = shutil.copytree(tiny_standin, tmp_path / "data")
+    stem = read_manifest(run)["stems"][1]
+    jpeg = other / "VOCdevkit" / "VOC2012" / "JPEGImages" / f"{stem}.jpg"
+    with Image.open(jpeg) as image:
+        Image.fromarray(255 - np.array(image)).save(jpeg)  # another rendering of one image, same labels
+    assert main(["check-data", str(other), "--splits", "val", "--against", str(run)]) == 1
+    assert f"1 of its saved inputs differ from this data's: {stem}-image.png" in capsys.readouterr().out
+    (other / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").write_text(f"{stem}\n")
+    assert main(["check-data", str(other), "--splits", "val", "--against", str(run)]) != 0
+    assert re.search(r"error: .*/data has no validation image \S+ of .*: not the data that run saw",
+                     capsys.readouterr().err)
