@@ -221,11 +221,12 @@ def teacher_to_rebuild(configs: list[Config], results: str | Path, diverged: Ite
     gives None too: the campaign then trains the teacher as a run without a record. Checkpoints are not committed:
     a change of machine keeps the record, not the weights."""
     teachers = {str(selected_checkpoint(Path(results) / c.name, c)): c for c in configs if c.preset == "teacher"}
-    skipped = set(diverged)
+    skipped, checked = set(diverged), set()
     for cfg in configs:
         teacher = teachers.get(str(cfg.teacher)) if cfg.teacher else None
-        if teacher is None or cfg.name in skipped or readable_record(results, cfg.name) is not None:
+        if teacher is None or teacher.name in checked or cfg.name in skipped or readable_record(results, cfg.name):
             continue
+        checked.add(teacher.name)  # its weights are hashed once, not once per student
         record = readable_record(results, teacher.name)
         if record is not None and not weights_on_disk(Path(cfg.teacher), record):
             return teacher
