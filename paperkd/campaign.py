@@ -255,8 +255,7 @@ def start_rebuild(cfg: Config, results: str | Path, old: dict[str, Any], progres
     record was trained on and this one. Refused (PaperkdError) when the record used another recipe or reading
     (`check_reading`) or other epochs, when the ledger of lost runs is unreadable (found now, not after the
     training), or when checkpoint.pt holds the finished run itself (`train` would resume at its end)."""
-    import torch
-
+    from paperkd.inference import resolve_device
     from paperkd.records import device_name
 
     check_reading(cfg, find_record(results, cfg.name))
@@ -268,8 +267,7 @@ def start_rebuild(cfg: Config, results: str | Path, old: dict[str, Any], progres
     if checkpoint.is_file() and load_checkpoint(checkpoint, needs=("epoch",))["epoch"] >= cfg.epochs:
         raise PaperkdError(f"{checkpoint} holds the finished run its record describes, but not the weights the "
                            f"record selected; delete {checkpoint} to train {cfg.name} again")
-    here = device_name("cuda" if cfg.device.startswith("cuda") or
-                       (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    here = device_name(resolve_device(cfg.device))
     message = (f"{cfg.name}: its record is kept but not its weights; training it again (its record: "
                f"{old['environment'].get('device')}; here: {here}). Only where the kernels, the threads and the "
                "versions agree can the new weights be the old bytes.")
