@@ -307,3 +307,22 @@ def test_a_campaign_whose_runs_all_diverged_says_so(tmp_path):
     (tmp_path / "r18-both-s0" / "diverged.json").write_text(json.dumps({"message": "r18-both-s0: pixel is inf"}))
     source = campaign(tmp_path, table1.PAGE.rows)
     assert not source.empty and "every run of these rows" in answer_markdown(source, table1.PAGE.paper)
+
+
+def test_a_folder_without_its_own_teacher_is_measured_against_the_teacher_it_distils_from(tmp_path, monkeypatch):
+    authors, paper = tmp_path / "authors", tmp_path / "paper"
+    write_campaign(authors, {"teacher": [0.56], "r18-none": [0.48], "r18-kd": [0.54]})
+    write_campaign(paper, {"r18-none": [0.50]})
+    shown = []
+    monkeypatch.setattr(findings, "show", lambda *items: shown.extend(i for i in items if isinstance(i, str)))
+    findings.could_it_help({"authors": str(authors), "paper": str(paper)})
+    authors_text, paper_text = shown[0], shown[-1]
+    assert "the teacher (56.00, 1 seed) is +8.00 points over `r18-none`" in authors_text
+    assert "`r18-kd` against `r18-none`: +6.00" in authors_text
+    assert f"the teacher of `{authors}`, which its students distil from (56.00, 1 seed) is +6.00 points" in paper_text
+    assert "no teacher run" not in paper_text
+    assert "r18-kd" not in paper_text and "r18-none-compute" not in paper_text  # not in the paper recipe's plan
+    shutil.rmtree(authors / "teacher-s0")
+    shown.clear()
+    findings.could_it_help({"authors": str(authors), "paper": str(paper)})
+    assert "no teacher run" in shown[-1]  # nothing to read the lead from is said, not guessed

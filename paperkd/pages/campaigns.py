@@ -17,6 +17,7 @@ from paperkd.report.summary import summarise
 # The main campaign, per recipe: the `cpu` scale (issue: a campaign whose comparisons mean something). Every student
 # distils from the one teacher of the `authors` folder, the `paper` folder's too.
 MAIN = {"authors": "results/cpu-standin-voclabels-80", "paper": "results/cpu-standin-voclabels-80-paper"}
+TEACHER_RECIPE = "authors"  # the MAIN folder whose teacher every MAIN student distils from
 # What the main campaign runs (tools/campaign_cpu.sh, which a test keeps equal to this): {recipe: {row: seeds}}, the
 # teacher's one seed under `authors` (the `paper` folder distils from it), every student row's three seeds, five for
 # the headline pair (the paired test decides nothing with fewer), and the key rows under `paper`.

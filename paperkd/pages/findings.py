@@ -16,7 +16,7 @@ import pandas as pd
 from paperkd import claims, separation
 from paperkd.config import EXTRA_ROWS, TABLE_ROWS, scheduled_epochs
 from paperkd.pages.answer import provenance_markdown, show, versus_cell
-from paperkd.pages.campaigns import MAIN, PLAN, Source, book_runs, campaign
+from paperkd.pages.campaigns import MAIN, PLAN, TEACHER_RECIPE, Source, book_runs, campaign
 from paperkd.records import load_records, lost_runs, read_json
 from paperkd.report.plots import plot_seed_scores, plot_training_curves
 from paperkd.report.summary import teacher_margin_markdown
@@ -88,17 +88,33 @@ def answer(folders: Mapping[str, str] | None = None) -> None:
 
 def could_it_help(folders: Mapping[str, str] | None = None) -> None:
     """The teacher against the plain students; the positive control (logit KD) and the plain student given the
-    proposed student's compute, each against the rows it controls for."""
+    proposed student's compute, each against the rows it controls for (the controls a recipe's PLAN runs)."""
     controls = {"r18-kd": "r18-none", "r18-both": "r18-none-compute", "r18-none-compute": "r18-none"}
-    for source in sources(folders):
+    folders = MAIN if folders is None else folders
+    for recipe, source in zip(folders, sources(folders)):
         if source.empty:
             show(f"**{source.label}**: no records in `{source.folder}` yet.")
             continue
-        versus = separation.versus(source.runs, controls, diverged=source.diverged)
+        planned = PLAN.get(recipe, controls)
+        run = {row: ref for row, ref in controls.items() if row in planned and ref in planned}
+        versus = separation.versus(source.runs, run, diverged=source.diverged)
         lines = [f"- `{row}` against `{ref}`: {versus_cell(versus.loc[row]) or 'not run'} ({EXTRA_ROWS.get(row, '')})"
-                 .replace(" ()", "") for row, ref in controls.items()]
-        show(teacher_margin_markdown(source.label, source.runs) + "\n\n" + "\n".join(lines),
+                 .replace(" ()", "") for row, ref in run.items()]
+        show(teacher_margin_markdown(source.label, source.runs, **_distils_from(source, folders)) + "\n\n"
+             + "\n".join(lines),
              *filter(None, [student_epochs_markdown(source)]))
+
+
+def _distils_from(source: Source, folders: Mapping[str, str]) -> dict:
+    """The teacher a source without its own teacher run distils from: the records of the `TEACHER_RECIPE` folder,
+    named, as `teacher_margin_markdown` takes them; nothing for a source that has its teacher."""
+    folder = folders.get(TEACHER_RECIPE)
+    has_teacher = len(source.runs) and (source.runs["preset"] == "teacher").any()
+    if has_teacher or folder is None or folder == source.folder:
+        return {}
+    teachers = campaign(folder, ["teacher"]).runs
+    return {"teacher_runs": teachers, "teacher_from": f"`{folder}`, which its students distil from"} \
+        if len(teachers) else {}
 
 
 def student_epochs_markdown(source: Source) -> str | None:

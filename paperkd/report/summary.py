@@ -81,11 +81,13 @@ def summarise(df: pd.DataFrame, presets: Iterable[str], metric: str = "miou",
 
 
 def teacher_margin_markdown(label: str, runs: pd.DataFrame, plain: Iterable[str] = ("r18-none", "mnv2-none"),
-                            teacher: str = "teacher") -> str:
+                            teacher: str = "teacher", teacher_runs: pd.DataFrame | None = None,
+                            teacher_from: str = "") -> str:
     """One paragraph for a source's runs: how far the teacher's mean is above (or below) each plain student's and
     whether their seeds lie apart (`paperkd.separation`), so a reader knows whether the column can show a
-    distillation gain at all, student by student."""
-    scores = separation.seed_scores(runs, teacher)
+    distillation gain at all, student by student. `teacher_runs`: where the teacher's records are, when its
+    students distil from another folder's teacher (default: `runs`); `teacher_from` then names that folder."""
+    scores = separation.seed_scores(runs if teacher_runs is None else teacher_runs, teacher)
     if not len(scores):
         return f"**{label}**: no teacher run, so nothing to compare the students with."
     parts, not_better, unjudged = [], [], []
@@ -103,7 +105,8 @@ def teacher_margin_markdown(label: str, runs: pd.DataFrame, plain: Iterable[str]
         elif not separation.is_evidence(verdict, len(scores), len(base)):
             unjudged.append(f"`{preset}`")
     spread = f" ± {scores.std(ddof=1):.2f}" if len(scores) > 1 else ""
-    teacher_text = f"the teacher ({scores.mean():.2f}{spread}, {len(scores)} seed{'s' * (len(scores) > 1)})"
+    teacher_text = (f"the teacher{f' of {teacher_from}' if teacher_from else ''} ({scores.mean():.2f}{spread}, "
+                    f"{len(scores)} seed{'s' * (len(scores) > 1)})")
     notes = []
     if not_better:
         them = "them" if len(not_better) > 1 else "it"
