@@ -8,9 +8,11 @@ teacher's other seeds are trained too when asked for (Table 2 reports the teache
 An interrupted run continues from its last complete epoch; a finished one is never retrained unless `reuse=False`,
 with one exception: a finished teacher whose checkpoint is missing (checkpoints are not committed, so a change of
 machine loses them) is trained again, under the same config, before the students that still need it
-(`teacher_to_rebuild`); its old record stays until the new one replaces it, and its hours go into the folder's
-ledger of lost runs (`lost_runs.json`). Whether the rebuilt teacher has the old one's bytes is said, and students
-that distilled from other bytes are then refused by `provenance.check_one_teacher`.
+(`paperkd.rebuild`); its old record stays until the new one replaces it, and its hours go into the folder's
+ledger of lost runs (`lost_runs.json`). By default each epoch of the rebuild is checked against the record and the
+first that differs stops the campaign (this machine cannot give the bytes the students distilled from); with
+`exact_rebuild=False` it is trained out, whether the bytes are the old ones is said, and students that distilled
+from other bytes are then refused by `provenance.check_one_teacher`.
 A run whose loss diverges leaves `<run>/diverged.json` (the trainer's message) instead of a record: the campaign goes
 on with the other runs, and later calls skip it (reported by `diverged_runs`) unless `reuse=False`.
 Several campaign processes may share one results folder: each run is trained under a lock of its own (`run_lock`),
@@ -23,7 +25,7 @@ import contextlib
 import fcntl
 import json
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,10 @@ from paperkd.atomic import atomic_open
 from paperkd.checkpoint import CHECKPOINT_NAME, load_checkpoint, selected_checkpoint
 from paperkd.config import PRESETS, Config, resolve
 from paperkd.errors import PaperkdError
-from paperkd.provenance import sha256_of
-from paperkd.records import (DIVERGED_NAME, LOST_NAME, PRE_RECIPE, RecordError, diverged_runs, find_record,
-                             load_records, lost_runs, read_record, reported_metrics)
+from paperkd.rebuild import (RebuildLeftRecord, abandon_rebuild, follow, record_rebuild, start_rebuild,
+                             teacher_to_rebuild, weights_on_disk)
+from paperkd.records import (DIVERGED_NAME, PRE_RECIPE, RecordError, diverged_runs, find_record, load_records,
+                             read_record, reported_metrics)
 
 LOCK_NAME = ".lock"  # held while a process trains the run (campaign.run_lock)
 
@@ -112,10 +115,12 @@ def status(presets: list[str], seeds: list[int], *, results: str = "runs/book", 
 def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", dataset: str = "standin",
                 data_root: str | None = None, results: str = "runs/book", device: str = "auto",
                 epochs: int | None = None, reuse: bool = True, teacher_seed: int = 0, progress: bool = True,
-                teacher_epochs: int | None = None, teacher: str | None = None, **overrides: Any) -> pd.DataFrame:
+                teacher_epochs: int | None = None, teacher: str | None = None, exact_rebuild: bool = True,
+                **overrides: Any) -> pd.DataFrame:
     """Train every (preset, seed) whose record is missing from `results`; return the records of those runs.
     `epochs` overrides the scale's epochs of every run, `teacher_epochs` then those of the teacher alone; `teacher`
-    is a checkpoint trained elsewhere for every student to distil from (see `plan`)."""
+    is a checkpoint trained elsewhere for every student to distil from (see `plan`). `exact_rebuild`: a teacher
+    trained again over its record stops at the first epoch that leaves it (`paperkd.rebuild`); False: trained out."""
     if teacher is not None and not Path(teacher).is_file():
         raise PaperkdError(f"teacher checkpoint not found: {teacher}")
     configs = campaign_plan(presets, seeds, scale=scale, dataset=dataset, data_root=data_root, results=results,
@@ -133,10 +138,10 @@ def ensure_runs(presets: list[str], seeds: list[int], *, scale: str = "smoke", d
     for cfg in tqdm(todo, desc=f"runs ({scale})", disable=not progress or not todo):
         # the students' teacher is waited for (they need it); any other busy run is left for later
         needed = students_teacher is not None and Path(students_teacher).parent.name == cfg.name
-        if not run_once(cfg, results, reuse, progress, wait=needed, rebuild=cfg is rebuild):
+        if not run_once(cfg, results, reuse, progress, wait=needed, rebuild=cfg is rebuild, exact=exact_rebuild):
             deferred.append(cfg)
     for cfg in deferred:
-        run_once(cfg, results, reuse, progress, wait=True, rebuild=cfg is rebuild)
+        run_once(cfg, results, reuse, progress, wait=True, rebuild=cfg is rebuild, exact=exact_rebuild)
     wanted = {c.name for c in configs}
     df = load_records(results)
     return df[df["run_name"].isin(wanted)].reset_index(drop=True) if len(df) else df
@@ -169,11 +174,12 @@ def busy(results: str | Path, run_name: str) -> bool:
 
 
 def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait: bool,
-             rebuild: bool = False) -> bool:
+             rebuild: bool = False, exact: bool = True) -> bool:
     """Train `cfg` under its run lock unless it finished meanwhile (another process); False if the lock is busy
     and `wait` is False. A divergence leaves `<run>/diverged.json`; a diverging teacher stops the campaign.
     `rebuild`: `cfg` is a finished teacher whose checkpoint is missing (`teacher_to_rebuild`): trained again
-    unless its checkpoint reappeared meanwhile, then `record_rebuild` books the replaced record."""
+    unless its checkpoint reappeared meanwhile, then `record_rebuild` books the replaced record; `exact`: checked
+    epoch by epoch against its record, and stopped at the first that differs (`paperkd.rebuild`)."""
     from paperkd.train import TrainingDiverged, train  # here, so that reading records never imports the trainer
 
     if wait and progress:
@@ -188,7 +194,11 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait
         if old_record is not None:
             if weights_on_disk(selected_checkpoint(Path(results) / cfg.name, cfg), old_record):
                 return True  # rebuilt by another process while we waited
-            start_rebuild(cfg, results, old_record, progress)
+            check_reading(cfg, find_record(results, cfg.name))
+            try:
+                start_rebuild(cfg, results, old_record, progress, exact)
+            except RebuildLeftRecord as left:
+                raise abandon_rebuild(cfg, results, old_record, left) from None
         if reuse and not rebuild and finished(results, cfg.name, progress):  # trained by another process meanwhile
             check_reading(cfg, find_record(results, cfg.name))
             return True
@@ -200,10 +210,13 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait
                                "default teacher rather than --teacher) to train it again, or delete its record")
         marker.unlink(missing_ok=True)
         try:
-            record = train(cfg, resume=reuse, progress=progress)  # reuse: an interrupted run continues
+            check = follow(old_record) if old_record is not None and exact else None
+            record = train(cfg, resume=reuse, progress=progress, on_epoch=check)  # reuse: an interrupted run continues
             if old_record is not None:
                 message = record_rebuild(results, old_record, record)
                 tqdm.write(message) if progress else warnings.warn(message, stacklevel=2)
+        except RebuildLeftRecord as left:
+            raise abandon_rebuild(cfg, results, old_record, left) from None
         except TrainingDiverged as err:
             if cfg.preset == "teacher":
                 raise  # nothing can distil from it
@@ -212,93 +225,6 @@ def run_once(cfg: Config, results: str | Path, reuse: bool, progress: bool, wait
             if progress:
                 tqdm.write(f"{cfg.name} diverged and is skipped: {err}")
     return True
-
-
-def teacher_to_rebuild(configs: list[Config], results: str | Path, diverged: Iterable[str] = ()) -> Config | None:
-    """The planned teacher whose record exists but whose weights do not (its selected checkpoint is missing, or
-    holds other bytes than the record names: a rebuild under way), when a planned student that has no readable
-    record and has not diverged (`diverged`: run names) distils from them; else None. An unreadable teacher record
-    gives None too: the campaign then trains the teacher as a run without a record. Checkpoints are not committed:
-    a change of machine keeps the record, not the weights."""
-    teachers = {str(selected_checkpoint(Path(results) / c.name, c)): c for c in configs if c.preset == "teacher"}
-    skipped, checked = set(diverged), set()
-    for cfg in configs:
-        teacher = teachers.get(str(cfg.teacher)) if cfg.teacher else None
-        if teacher is None or teacher.name in checked or cfg.name in skipped or readable_record(results, cfg.name):
-            continue
-        checked.add(teacher.name)  # its weights are hashed once, not once per student
-        record = readable_record(results, teacher.name)
-        if record is not None and not weights_on_disk(Path(cfg.teacher), record):
-            return teacher
-    return None
-
-
-def readable_record(results: str | Path, run_name: str) -> dict[str, Any] | None:
-    """The run's record, None when it has none or an unreadable one (`finished` names those)."""
-    path = find_record(results, run_name)
-    try:
-        return read_record(path) if path is not None else None
-    except RecordError:
-        return None
-
-
-def weights_on_disk(checkpoint: Path, record: dict[str, Any]) -> bool:
-    """Whether `checkpoint` holds the weights `record` selected (by SHA-256, when the record names one)."""
-    if not checkpoint.is_file():
-        return False
-    sha = (record.get("selected") or {}).get("sha256")
-    return sha is None or sha256_of(checkpoint) == sha
-
-
-def start_rebuild(cfg: Config, results: str | Path, old: dict[str, Any], progress: bool) -> None:
-    """Check that the teacher `cfg` may be trained again over its record `old`, then say so, naming the device the
-    record was trained on and this one. Refused (PaperkdError) when the record used another recipe or reading
-    (`check_reading`) or other epochs, when the ledger of lost runs is unreadable (found now, not after the
-    training), or when checkpoint.pt holds the finished run itself (`train` would resume at its end)."""
-    from paperkd.inference import resolve_device
-    from paperkd.records import device_name
-
-    check_reading(cfg, find_record(results, cfg.name))
-    if old["config"].get("epochs") != cfg.epochs:
-        raise PaperkdError(f"{cfg.name}: its record trained {old['config'].get('epochs')} epochs and this campaign "
-                           f"asks for {cfg.epochs}; keep each schedule in its own results folder (--results)")
-    lost_runs(results)
-    checkpoint = Path(results) / cfg.name / CHECKPOINT_NAME
-    if checkpoint.is_file() and load_checkpoint(checkpoint, needs=("epoch",))["epoch"] >= cfg.epochs:
-        raise PaperkdError(f"{checkpoint} holds the finished run its record describes, but not the weights the "
-                           f"record selected; delete {checkpoint} to train {cfg.name} again")
-    here = device_name(resolve_device(cfg.device))
-    message = (f"{cfg.name}: its record is kept but not its weights; training it again (its record: "
-               f"{old['environment'].get('device')}; here: {here}). Only where the kernels, the threads and the "
-               "versions agree can the new weights be the old bytes.")
-    tqdm.write(message) if progress else warnings.warn(message, stacklevel=3)
-
-
-def record_rebuild(results: str | Path, old: dict[str, Any], new: dict[str, Any]) -> str:
-    """Book a teacher trained again over its own record: the replaced record's hours go into `lost_runs.json` (the
-    record is gone, its compute was spent), and the returned line says whether the new weights are the old bytes
-    (then the students that distilled from it stay valid) or not (then `check_one_teacher` refuses to mix them).
-    Under `model_selection="last"` (the `paper` recipe) the selected file is checkpoint.pt, which also holds the
-    run's timings: its bytes differ at every rebuild, so such a teacher is always a new teacher."""
-    old_sha = (old.get("selected") or {}).get("sha256")
-    new_sha = (new.get("selected") or {}).get("sha256")
-    same = old_sha is not None and old_sha == new_sha
-    verdict = ("the same bytes as before: its students stay valid" if same else
-               "its old record names no SHA-256, so whether its students stay valid is unknown" if old_sha is None
-               else f"other bytes than before ({old_sha[:12]}…): the students that distilled from the old ones must "
-                    "be trained again")
-    entry = {"run": old["run_name"], "hours": round(old["wall_s"] / 3600, 2), "epochs": len(old["epochs"]),
-             "why": f"its record (finished {old.get('finished', '?')}, commit "
-                    f"{str(old['environment'].get('git_commit'))[:12]}, {old['environment'].get('device')}) was "
-                    "replaced when its weights, not committed, were missing and it was trained again; "
-                    f"the new checkpoint (SHA-256 {str(new_sha)[:12]}…): {verdict}"}
-    ledger = Path(results) / LOST_NAME
-    entries = lost_runs(results) + [entry]
-    with atomic_open(ledger, "w") as f:
-        json.dump(entries, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    return f"{old['run_name']} trained again (SHA-256 {str(new_sha)[:12]}…), {verdict}; {entry['hours']} h booked " \
-           f"in {ledger}"
 
 
 def finished(results: str | Path, run_name: str, progress: bool = True) -> bool:

@@ -241,7 +241,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
         print(status(presets, args.seeds, **settings).to_string(index=False))
         return 0
-    df = ensure_runs(presets, args.seeds, progress=not args.quiet, **settings)
+    df = ensure_runs(presets, args.seeds, progress=not args.quiet, exact_rebuild=args.rebuild == "exact", **settings)
     summary = df.groupby("preset", sort=False)["miou"].agg(["mean", "std", "count"])
     print(summary.to_string(float_format=lambda v: f"{100 * v:.2f}"))
     return 0
@@ -399,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "keep each reading in its own results folder")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast for every run, or --no-amp to switch it off (default: the scale's; on in gpu)")
+    p.add_argument("--rebuild", choices=["exact", "any"], default="exact",
+                   help="a finished teacher whose weights are missing (checkpoints are not committed) is trained "
+                        "again before the students that need it: exact = check each epoch against its record and "
+                        "stop at the first that differs (this machine cannot give the old bytes, which its "
+                        "students distilled from); any = train it out, a new teacher if the bytes differ "
+                        "(default: exact)")
     p.add_argument("--dry-run", action="store_true",
                    help="train nothing: list every planned run and what the campaign would do with it (done, "
                         "diverged, resumes after epoch k, to train)")

@@ -246,8 +246,8 @@ def diverged_runs(results: str | Path) -> dict[str, str]:
 def lost_runs(results: str | Path) -> list[dict[str, Any]]:
     """The entries of `results/lost_runs.json`, the ledger of wall-clock time spent on runs that never finished
     (a run whose checkpoint went with its machine leaves no record, but its hours were spent): a JSON list of
-    {"run", "hours", "epochs", "why"}, written by hand when it happens (by `paperkd campaign` when it
-    trains a teacher again over its record); [] without the file. `RecordError` naming
+    {"run", "hours", "epochs", "why"}, written by hand when it happens (by `paperkd campaign`, through
+    `book_lost_run`, when it trains a teacher again over its record); [] without the file. `RecordError` naming
     the file and the entry when an entry lacks one of those keys or its hours are not a number >= 0."""
     path = Path(results) / LOST_NAME
     if not path.is_file():
@@ -265,3 +265,14 @@ def lost_runs(results: str | Path) -> list[dict[str, Any]]:
         if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours < math.inf:
             raise RecordError(f"{path}, entry {i} ({entry['run']}): hours must be a number >= 0, not {hours!r}")
     return entries
+
+
+def book_lost_run(results: str | Path, run: str, hours: float, epochs: int, why: str) -> Path:
+    """Append one entry to `results/lost_runs.json` (see `lost_runs`, which refuses a broken ledger first), written
+    whole or not at all; returns the ledger's path."""
+    ledger = Path(results) / LOST_NAME
+    entries = lost_runs(results) + [{"run": run, "hours": round(hours, 2), "epochs": epochs, "why": why}]
+    with atomic_open(ledger, "w") as f:
+        json.dump(entries, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    return ledger

@@ -22,6 +22,7 @@ import shutil
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,11 @@ def check_writable(folder: Path) -> None:
 # The run
 # ---------------------------------------------------------------------------------------------------------------------
 
-def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train one run described by `cfg`; return its record (also written to <out>/<run name>/record.json)."""
+def train(cfg: Config, resume: bool = False, progress: bool = True,
+          on_epoch: Callable[[dict[str, Any], float], None] | None = None) -> dict[str, Any]:
+    """Train one run described by `cfg`; return its record (also written to <out>/<run name>/record.json).
+    `on_epoch(entry, wall_s)`: called in the main process with each epoch's log entry (as the record keeps it) and
+    the run's wall clock so far, once that epoch is checkpointed; an exception it raises stops the run there."""
     cfg = validate(cfg)
     ddp = init_distributed("cuda" if cfg.device.startswith("cuda") or
                            (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
@@ -244,6 +248,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
             save_state(ckpt_path, cfg, step, done, timer, teacher_sha)
             if improved and cfg.model_selection == "best":  # after checkpoint.pt, so a resume can rebuild it
                 save_best(run_dir, cfg, epoch + 1, entry["metrics"], student)
+            if on_epoch is not None:
+                on_epoch(entry, done.wall_s)
 
     # -- predictions and record ---------------------------------------------------------------------------------------
     selected = selected_result(run_dir, cfg, done) if ddp.main else None

@@ -70,8 +70,8 @@ def test_ensure_runs_trains_only_what_is_missing(tmp_path, tiny_standin, monkeyp
     assert record.stat().st_mtime_ns == stamp and len(df) == 1
     ensure_runs(["r18-none"], [0], reuse=False, **settings)  # no reuse: trained again, from scratch
     assert record.stat().st_mtime_ns != stamp
-    assert calls == [("r18-none-s0", {"resume": True, "progress": False}),
-                     ("r18-none-s0", {"resume": False, "progress": False})]
+    assert calls == [("r18-none-s0", {"resume": True, "progress": False, "on_epoch": None}),
+                     ("r18-none-s0", {"resume": False, "progress": False, "on_epoch": None})]
 
 
 def test_a_diverged_run_is_marked_skipped_and_reported(tmp_path, monkeypatch):
@@ -169,9 +169,10 @@ def test_a_dry_run_says_what_the_campaign_would_do_with_each_run_and_trains_noth
 
 
 
-def _fake_teacher_and_students(tmp_path, calls, teacher_bytes, resumed=None):
+def _fake_teacher_and_students(tmp_path, calls, teacher_bytes, resumed=None, mious=(0.5, 0.5, 0.5)):
     """A stand-in for `train`: writes the run's record (and, for the teacher, best.pt holding `teacher_bytes[0]`;
-    raises instead when that is an exception); `resumed` collects the teacher's `resume` argument."""
+    raises instead when that is an exception); `resumed` collects the teacher's `resume` argument. Its epochs
+    score `mious[0]` (a list the test may change between builds), each passed to `on_epoch` as `train` does."""
     from paperkd.provenance import sha256_of
     from paperkd.records import write_record
 
@@ -189,9 +190,12 @@ def _fake_teacher_and_students(tmp_path, calls, teacher_bytes, resumed=None):
                 raise teacher_bytes[0]
             (run / "best.pt").write_bytes(teacher_bytes[0])
             selected["sha256"] = sha256_of(run / "best.pt")
+        epochs = [{"epoch": e + 1, "loss": {"loss": 1.0 / (e + 1)}, "miou": m} for e, m in enumerate(mious)]
+        for entry in epochs if kwargs.get("on_epoch") else []:
+            kwargs["on_epoch"](entry, 3600.0 * entry["epoch"])  # may stop the run, as in `train`
         record = {"schema": 1, "run_name": cfg.name, "preset": cfg.preset, "seed": cfg.seed, "config": cfg.to_dict(),
                   "environment": {"git_commit": "abc123def456", "device": "cpu"},
-                  "epochs": [{"epoch": 1, "miou": 0.5}] * 3, "final": {"miou": 0.5}, "best_miou": 0.5,
+                  "epochs": epochs, "final": {"miou": 0.5}, "best_miou": 0.5,
                   "selected": selected, "wall_s": 7200.0, "finished": f"build {next(builds)}",
                   "timing_ms": {"total": 1.0}, "params": {"total": 1}}
         write_record(run / "record.json", record)
@@ -256,8 +260,10 @@ def test_a_teacher_rebuilt_halfway_resumes_and_other_bytes_are_named(tmp_path, m
     assert (tmp_path / "teacher-s0" / "record.json").read_text() == record and lost_runs(tmp_path) == []
 
     teacher_bytes[0] = b"other weights"
-    with pytest.warns(UserWarning, match="other bytes than before .*must be trained again"):
+    with pytest.warns(UserWarning) as said:
         ensure_runs(["r18-both"], [1], **settings)
+    assert "training it again" in str(said[0].message)
+    assert re.search("other bytes than before .*must be trained again", str(said[-1].message))
     assert calls == ["teacher-s0", "teacher-s0", "r18-both-s1"] and resumed[1:] == [True, True]  # it resumed
     assert "other bytes" in lost_runs(tmp_path)[0]["why"]
     calls.clear()
@@ -268,7 +274,7 @@ def test_a_teacher_rebuilt_halfway_resumes_and_other_bytes_are_named(tmp_path, m
 def test_a_rebuild_is_refused_for_another_schedule_or_over_the_finished_run_and_skipped_for_a_bad_record(
         tmp_path, monkeypatch):
     import paperkd.train
-    from paperkd.campaign import teacher_to_rebuild
+    from paperkd.rebuild import teacher_to_rebuild
     from paperkd.checkpoint import save_checkpoint
 
     calls = []
@@ -287,3 +293,42 @@ def test_a_rebuild_is_refused_for_another_schedule_or_over_the_finished_run_and_
     (tmp_path / "teacher-s0" / "record.json").write_text("{")  # unreadable: trained as a run without a record
     assert teacher_to_rebuild(plan(["r18-both"], [1], scale="smoke", dataset="standin", out=str(tmp_path)),
                               tmp_path) is None
+
+
+def test_an_exact_rebuild_stops_at_the_first_epoch_that_leaves_its_record_and_deletes_its_files(tmp_path, monkeypatch):
+    import paperkd.train
+    from paperkd.checkpoint import save_checkpoint
+    from paperkd.records import lost_runs
+
+    calls, mious, teacher_bytes = [], [0.5, 0.5, 0.5], [b"weights"]
+    monkeypatch.setattr(paperkd.train, "train", _fake_teacher_and_students(tmp_path, calls, teacher_bytes,
+                                                                           mious=mious))
+    settings = dict(scale="smoke", dataset="standin", results=str(tmp_path), progress=False)
+    ensure_runs(["r18-both"], [0], **settings)
+    teacher = tmp_path / "teacher-s0"
+    record = (teacher / "record.json").read_text()
+    (teacher / "best.pt").write_bytes(b"a rebuild's best epoch")  # not the record's bytes: a rebuild under way
+    calls.clear()
+    teacher_bytes[0], mious[1] = b"other weights", 0.5000001  # epoch 1 follows the record, epoch 2 does not
+    with pytest.warns(UserWarning, match="the first that differs stops it"), \
+            pytest.raises(PaperkdError, match=r"left its record at epoch 2: mIoU 0.5000001 \(record: 0.5\).*--rebuild any"):
+        ensure_runs(["r18-both"], [1], **settings)
+    assert calls == ["teacher-s0"]  # no student distilled from the weights it left behind
+    assert not (teacher / "best.pt").exists() and (teacher / "record.json").read_text() == record
+    (entry,) = lost_runs(tmp_path)
+    assert (entry["run"], entry["hours"], entry["epochs"]) == ("teacher-s0", 2.0, 2) and "epoch 2" in entry["why"]
+
+    # a rebuild cut short whose checkpoint already left the record is stopped before it trains on
+    save_checkpoint(teacher / "checkpoint.pt", {"config": {}, "epoch": 1, "wall_s": 1800.0,
+                                               "history": [{"epoch": 1, "loss": {"loss": 0.9}, "miou": 0.5}]})
+    with pytest.raises(PaperkdError, match=r"epoch 1: loss 0.9 \(record: 1.0\)"):
+        ensure_runs(["r18-both"], [1], **settings)
+    assert calls == ["teacher-s0"] and not (teacher / "checkpoint.pt").exists()
+    assert [e["hours"] for e in lost_runs(tmp_path)] == [2.0, 0.5]
+
+    with pytest.warns(UserWarning) as said:  # --rebuild any trains it out
+        ensure_runs(["r18-both"], [1], exact_rebuild=False, **settings)
+    assert "not checked against the record" in str(said[0].message)
+    assert "other bytes than before" in str(said[-1].message)
+    assert calls == ["teacher-s0", "teacher-s0", "r18-both-s1"]
+    assert "other bytes than before" in lost_runs(tmp_path)[-1]["why"]

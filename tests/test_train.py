@@ -185,3 +185,26 @@ def test_a_run_interrupted_in_its_warmup_resumes_to_identical_weights(tmp_path, 
     assert [e["warmup"] for e in resumed["epochs"]] == [True, True, False]
     assert straight["selected"] == {**resumed["selected"], "checkpoint": straight["selected"]["checkpoint"],
                                     "sha256": straight["selected"]["sha256"]}
+
+
+def test_the_same_run_logs_the_same_floats_so_an_exact_rebuild_follows_it_and_stops_where_it_leaves(
+        tmp_path, tiny_standin):
+    from paperkd.rebuild import RebuildLeftRecord, follow
+
+    def run(out, **kwargs):
+        return train(resolve("r18-none", "smoke", data_root=str(tiny_standin), out=str(out), epochs=2,
+                             max_train_images=4, **SMOKE), progress=False, **kwargs)
+
+    first = run(tmp_path / "first")
+    seen = []
+    again = run(tmp_path / "again", on_epoch=lambda entry, wall_s: (seen.append(entry["epoch"]),
+                                                                   follow(first)(entry, wall_s)))
+    assert seen == [1, 2] and again["selected"]["miou"] == first["selected"]["miou"]  # the premise of the check
+    assert [e["loss"] for e in again["epochs"]] == [e["loss"] for e in first["epochs"]]
+
+    first["epochs"][1]["loss"]["seg"] += 1e-12  # a record this machine cannot follow from epoch 2 on
+    with pytest.raises(RebuildLeftRecord, match="at epoch 2: seg") as left:
+        run(tmp_path / "left", on_epoch=follow(first))
+    assert left.value.epoch == 2 and left.value.wall_s > 0
+    assert load_checkpoint(tmp_path / "left" / "r18-none-s0" / "checkpoint.pt", needs=("epoch",))["epoch"] == 2
+    assert not (tmp_path / "left" / "r18-none-s0" / "record.json").exists()  # stopped before its record

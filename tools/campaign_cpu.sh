@@ -6,7 +6,8 @@
 # row under the `authors` recipe, seed by seed, seeds 3 and 4 of the headline pair (plain and proposed ResNet-18),
 # then the key rows under `paper` distilling from the same teacher. Resumable: rerun it; finished runs are skipped,
 # an interrupted one resumes, and a teacher whose checkpoint went with its machine (checkpoints are not committed)
-# is trained again before the students that still need it.
+# is trained again before the students that still need it (stopping at its first epoch that is not its record's:
+# this machine cannot give the bytes the finished students distilled from; then run the rows that need no teacher).
 #
 #   tools/campaign_cpu.sh <stand-in root>              # run it (resumes; finished runs are skipped)
 #   tools/campaign_cpu.sh <stand-in root> --dry-run    # where it stands, run by run; trains nothing
