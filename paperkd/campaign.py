@@ -84,10 +84,12 @@ def campaign_plan(presets: list[str], seeds: list[int], *, scale: str = "smoke",
                 **settings)
 
 
-def status(presets: list[str], seeds: list[int], *, results: str = "runs/book", **settings: Any) -> pd.DataFrame:
+def status(presets: list[str], seeds: list[int], *, results: str = "runs/book", exact_rebuild: bool = True,
+           **settings: Any) -> pd.DataFrame:
     """What `ensure_runs` with the same arguments would do, without training: one row per planned run, its epochs,
     and its state: done (its record's mIoU), diverged (skipped), resumes after epoch k of its checkpoint, or new; a
-    finished teacher whose checkpoint is missing says so and is shown as the run it will be trained again as."""
+    finished teacher whose checkpoint is missing says so, and how it is trained again (`exact_rebuild`), and is
+    shown as the run it will be trained again as."""
     configs = campaign_plan(presets, seeds, results=results, **settings)
     diverged = diverged_runs(results)
     rebuild = teacher_to_rebuild(configs, results, diverged)
@@ -107,7 +109,8 @@ def status(presets: list[str], seeds: list[int], *, results: str = "runs/book", 
         else:
             state = "training now" if busy(results, cfg.name) else "to train"
         if cfg is rebuild:
-            state = f"weights missing or not its record's, trained again: {state}"
+            rule = "each epoch checked against its record" if exact_rebuild else "not checked against its record"
+            state = f"weights missing or not its record's, trained again ({rule}): {state}"
         rows.append({"run": cfg.name, "recipe": cfg.recipe, "epochs": cfg.epochs, "state": state})
     return pd.DataFrame(rows, columns=["run", "recipe", "epochs", "state"])
 

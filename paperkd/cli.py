@@ -239,7 +239,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     if args.dry_run:
         from paperkd.campaign import status
 
-        print(status(presets, args.seeds, **settings).to_string(index=False))
+        print(status(presets, args.seeds, exact_rebuild=args.rebuild == "exact", **settings).to_string(index=False))
         return 0
     df = ensure_runs(presets, args.seeds, progress=not args.quiet, exact_rebuild=args.rebuild == "exact", **settings)
     summary = df.groupby("preset", sort=False)["miou"].agg(["mean", "std", "count"])
