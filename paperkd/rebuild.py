@@ -34,10 +34,13 @@ from paperkd.records import RecordError, book_lost_run, find_record, lost_runs, 
 
 
 class RebuildLeftRecord(PaperkdError):
-    """An epoch of an exact rebuild whose logged numbers are not its record's: other weights."""
+    """An epoch of an exact rebuild whose logged numbers are not its record's: other weights. `trained`: the epochs
+    the rebuild had trained when found (more than `epoch` for a checkpoint left by a rebuild that was not checked)."""
 
-    def __init__(self, run: str, epoch: int, differences: dict[str, tuple[float, float]], wall_s: float):
+    def __init__(self, run: str, epoch: int, differences: dict[str, tuple[Any, Any]], wall_s: float,
+                 trained: int | None = None):
         self.run, self.epoch, self.differences, self.wall_s = run, epoch, differences, wall_s
+        self.trained = epoch if trained is None else trained
         self.shown = ", ".join(f"{name} {new!r} (record: {old!r})" for name, (old, new) in differences.items())
         super().__init__(f"{run}: the rebuild left its record at epoch {epoch}: {self.shown}")
 
@@ -77,14 +80,14 @@ def weights_on_disk(checkpoint: Path, record: dict[str, Any]) -> bool:
     return sha is None or sha256_of(checkpoint) == sha
 
 
-def epoch_differences(recorded: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[float, float]]:
+def epoch_differences(recorded: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """The logged numbers of one epoch that differ between a record and a rebuild: each mean loss term and the
-    validation mIoU, where both have them; {name: (record's, rebuild's)}. Compared exactly: the same weights give
-    the same floats, and any difference, however small, means other weights."""
+    validation mIoU; {name: (record's, rebuild's)}, None for a number one side lacks (a term added or renamed: the
+    computation changed). Compared exactly: the same weights give the same floats, and any difference, however
+    small, means other weights."""
     old_loss, new_loss = recorded.get("loss") or {}, new.get("loss") or {}
-    pairs = {name: (old_loss[name], new_loss[name]) for name in old_loss if name in new_loss}
-    if recorded.get("miou") is not None and new.get("miou") is not None:
-        pairs["mIoU"] = (recorded["miou"], new["miou"])
+    pairs = {name: (old_loss.get(name), new_loss.get(name)) for name in old_loss | new_loss}
+    pairs["mIoU"] = (recorded.get("miou"), new.get("miou"))
     return {name: (a, b) for name, (a, b) in pairs.items()
             if not (a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)))}
 
@@ -95,7 +98,7 @@ def follow(old: dict[str, Any]) -> Callable[[dict[str, Any], float], None]:
     recorded = {entry["epoch"]: entry for entry in old["epochs"]}
 
     def check(entry: dict[str, Any], wall_s: float) -> None:
-        differences = epoch_differences(recorded.get(entry["epoch"], {}), entry)
+        differences = epoch_differences(recorded[entry["epoch"]], entry) if entry["epoch"] in recorded else {}
         if differences:
             raise RebuildLeftRecord(old["run_name"], entry["epoch"], differences, wall_s)
     return check
@@ -105,7 +108,9 @@ def start_rebuild(cfg: Config, results: str | Path, old: dict[str, Any], progres
     """Check that the teacher `cfg` may be trained again over its record `old`, then say so, naming the device the
     record was trained on and this one. Refused (PaperkdError) when the record trained other epochs, when the
     ledger of lost runs is unreadable (found now, not after the training), or when checkpoint.pt holds the finished
-    run itself (`train` would resume at its end). An `exact` rebuild whose checkpoint.pt (a rebuild cut short)
+    run itself (`train` would resume at its end); an `exact` one also when the run reports its last epoch
+    (`model_selection="last"`: the selected file is checkpoint.pt, which holds the run's timings too, so no rebuild
+    gives its bytes). An `exact` rebuild whose checkpoint.pt (a rebuild cut short)
     already left the record raises `RebuildLeftRecord`, as `follow` would have at that epoch."""
     from paperkd.inference import resolve_device
     from paperkd.records import device_name
@@ -113,17 +118,24 @@ def start_rebuild(cfg: Config, results: str | Path, old: dict[str, Any], progres
     if old["config"].get("epochs") != cfg.epochs:
         raise PaperkdError(f"{cfg.name}: its record trained {old['config'].get('epochs')} epochs and this campaign "
                            f"asks for {cfg.epochs}; keep each schedule in its own results folder (--results)")
+    if exact and cfg.model_selection == "last":
+        raise PaperkdError(f"{cfg.name}: its record selected its last epoch, whose file (checkpoint.pt) also holds "
+                           "the run's timings, so no rebuild can give the record's bytes and its students would be "
+                           "trained again in any case; pass --rebuild any to train a new teacher")
     lost_runs(results)
     checkpoint = Path(results) / cfg.name / CHECKPOINT_NAME
     if checkpoint.is_file():
         state = load_checkpoint(checkpoint, needs=("epoch",))
+        if exact:  # first: a checkpoint that left the record is not its finished run either
+            check = follow(old)
+            try:
+                for entry in state.get("history") or []:
+                    check(entry, state.get("wall_s") or 0.0)
+            except RebuildLeftRecord as left:
+                raise RebuildLeftRecord(left.run, left.epoch, left.differences, left.wall_s, state["epoch"]) from None
         if state["epoch"] >= cfg.epochs:
             raise PaperkdError(f"{checkpoint} holds the finished run its record describes, but not the weights the "
                                f"record selected; delete {checkpoint} to train {cfg.name} again")
-        if exact:
-            check = follow(old)
-            for entry in state.get("history") or []:
-                check(entry, state.get("wall_s") or 0.0)
     here = device_name(resolve_device(cfg.device))
     rule = ("each epoch is checked against the record's, and the first that differs stops it" if exact else
             "not checked against the record (--rebuild any): its students are trained again if the bytes differ")
@@ -134,25 +146,27 @@ def start_rebuild(cfg: Config, results: str | Path, old: dict[str, Any], progres
 
 
 def abandon_rebuild(cfg: Config, results: str | Path, old: dict[str, Any], left: RebuildLeftRecord) -> PaperkdError:
-    """After `left`: book the rebuild's hours in `lost_runs.json`, delete its checkpoint.pt and its selected file
-    (never the record's bytes: a rebuild runs only while they are missing), and return the error that stops the
-    campaign, saying what happened and what to do. The old record stays."""
+    """After `left`: delete the rebuild's checkpoint.pt and its selected file (what is there was written by the
+    rebuild: it runs only while the record's bytes are missing, and a file proved to hold them is kept), book its
+    hours in `lost_runs.json`, and return the error that stops the campaign, saying what happened and what to do.
+    The old record stays."""
     from paperkd.inference import resolve_device
     from paperkd.records import device_name
 
     run_dir = Path(results) / cfg.name
     here = device_name(resolve_device(cfg.device))
-    sha = str((old.get("selected") or {}).get("sha256"))[:12]
-    ledger = book_lost_run(results, cfg.name, left.wall_s / 3600, left.epoch,
-                           f"A rebuild of {cfg.name} on {here} left its record at epoch {left.epoch} "
-                           f"({left.shown}), so it could not end in the record's bytes ({sha}…): "
-                           f"it was stopped after that epoch and its files deleted (its record: "
-                           f"{old['environment'].get('device')}).")
-    for path in {run_dir / CHECKPOINT_NAME, selected_checkpoint(run_dir, cfg)}:
-        if path.is_file() and not weights_on_disk(path, old):
+    old_sha = (old.get("selected") or {}).get("sha256")
+    sha = f"{old_sha[:12]}…" if old_sha else "its record names no SHA-256"
+    for path in {run_dir / CHECKPOINT_NAME, selected_checkpoint(run_dir, cfg)}:  # first: a crash books nothing twice
+        if path.is_file() and not (old_sha and sha256_of(path) == old_sha):
             path.unlink()
+    ledger = book_lost_run(results, cfg.name, left.wall_s / 3600, left.trained,
+                           f"A rebuild of {cfg.name} on {here} left its record at epoch {left.epoch} "
+                           f"({left.shown}), so it could not end in the record's bytes ({sha}): it was stopped "
+                           f"after epoch {left.trained} and its files deleted (its record: "
+                           f"{old['environment'].get('device')}).")
     return PaperkdError(
-        f"{left}. This machine ({here}) does not give the record's weights ({sha}…; its record: "
+        f"{left}. This machine ({here}) does not give the record's weights ({sha}; its record: "
         f"{old['environment'].get('device')}), so the students that distilled from them would have to be trained "
         f"again. The rebuild is stopped, its {left.wall_s / 3600:.2f} h booked in {ledger} and its files deleted, "
         "so that a machine that can follow the record starts it from epoch 0. To train a new teacher here instead, "

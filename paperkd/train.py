@@ -146,11 +146,16 @@ def check_writable(folder: Path) -> None:
 def train(cfg: Config, resume: bool = False, progress: bool = True,
           on_epoch: Callable[[dict[str, Any], float], None] | None = None) -> dict[str, Any]:
     """Train one run described by `cfg`; return its record (also written to <out>/<run name>/record.json).
-    `on_epoch(entry, wall_s)`: called in the main process with each epoch's log entry (as the record keeps it) and
-    the run's wall clock so far, once that epoch is checkpointed; an exception it raises stops the run there."""
+    `on_epoch(entry, wall_s)`: called with each epoch's log entry (the record's epoch entry, plus that epoch's
+    full metrics, which the record keeps for its final and selected epochs only) and the run's wall clock so far,
+    once that epoch is checkpointed; an exception it raises stops the run there. Single-process runs only: the
+    other ranks of a torchrun would wait for a stopped one."""
     cfg = validate(cfg)
     ddp = init_distributed("cuda" if cfg.device.startswith("cuda") or
                            (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    if on_epoch is not None and ddp.world_size > 1:
+        raise ConfigError("on_epoch is for single-process runs: under torchrun, a rank it stops leaves the others "
+                          "waiting")
     device = pick_device(cfg.device, ddp)
     run_dir = Path(cfg.out) / cfg.name
     ckpt_path = run_dir / CHECKPOINT_NAME

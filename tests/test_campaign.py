@@ -322,12 +322,15 @@ def test_an_exact_rebuild_stops_at_the_first_epoch_that_leaves_its_record_and_de
     assert (entry["run"], entry["hours"], entry["epochs"]) == ("teacher-s0", 2.0, 2) and "epoch 2" in entry["why"]
 
     # a rebuild cut short whose checkpoint already left the record is stopped before it trains on
-    save_checkpoint(teacher / "checkpoint.pt", {"config": {}, "epoch": 1, "wall_s": 1800.0,
-                                               "history": [{"epoch": 1, "loss": {"loss": 0.9}, "miou": 0.5}]})
+    # (left by a rebuild that was not checked, so it trained on past the epoch that left the record)
+    save_checkpoint(teacher / "checkpoint.pt", {"config": {}, "epoch": 2, "wall_s": 1800.0,
+                                               "history": [{"epoch": 1, "loss": {"loss": 0.9}, "miou": 0.5},
+                                                           {"epoch": 2, "loss": {"loss": 0.4}, "miou": 0.5}]})
     with pytest.raises(PaperkdError, match=r"epoch 1: loss 0.9 \(record: 1.0\)"):
         ensure_runs(["r18-both"], [1], **settings)
     assert calls == ["teacher-s0"] and not (teacher / "checkpoint.pt").exists()
-    assert [e["hours"] for e in lost_runs(tmp_path)] == [2.0, 0.5]
+    assert [(e["hours"], e["epochs"]) for e in lost_runs(tmp_path)] == [(2.0, 2), (0.5, 2)]
+    assert "stopped after epoch 2" in lost_runs(tmp_path)[-1]["why"]
 
     with pytest.warns(UserWarning) as said:  # --rebuild any trains it out
         ensure_runs(["r18-both"], [1], exact_rebuild=False, **settings)
@@ -335,3 +338,46 @@ def test_an_exact_rebuild_stops_at_the_first_epoch_that_leaves_its_record_and_de
     assert "other bytes than before" in str(said[-1].message)
     assert calls == ["teacher-s0", "teacher-s0", "r18-both-s1"]
     assert "other bytes than before" in lost_runs(tmp_path)[-1]["why"]
+
+
+def test_epochs_differ_by_any_number_either_side_lacks_and_agree_on_nan_or_on_no_validation():
+    from paperkd.rebuild import epoch_differences
+
+    nan = float("nan")
+    same = {"epoch": 1, "loss": {"loss": 1.5, "ce": nan}, "miou": None}
+    assert epoch_differences(same, dict(same)) == {}
+    assert epoch_differences(same, {"epoch": 1, "loss": {"loss": 1.5, "ce": nan, "kd": 0.0}}) == {"kd": (None, 0.0)}
+    left = epoch_differences(same, {"epoch": 1, "loss": {"loss": 1.5}})
+    assert list(left) == ["ce"] and left["ce"][1] is None
+    assert epoch_differences({"loss": {}, "miou": 0.25}, {"loss": {}, "miou": 0.25 + 1e-17}) == {}  # the same float
+    assert epoch_differences({"loss": {}, "miou": 0.25}, {"loss": {}, "miou": 0.2500000001}) == \
+        {"mIoU": (0.25, 0.2500000001)}
+
+
+def test_an_exact_rebuild_is_refused_for_a_teacher_that_reports_its_last_epoch(tmp_path):
+    import dataclasses
+
+    from paperkd.rebuild import start_rebuild
+
+    cfg = dataclasses.replace(plan(["teacher"], [0], scale="smoke", dataset="standin", out=str(tmp_path))[0],
+                              model_selection="last")
+    old = {"config": {"epochs": cfg.epochs}, "environment": {"device": "cpu"}, "epochs": []}
+    with pytest.raises(PaperkdError, match="checkpoint.pt.*timings.*--rebuild any"):
+        start_rebuild(cfg, tmp_path, old, progress=False)
+    with pytest.warns(UserWarning, match="not checked against the record"):
+        start_rebuild(cfg, tmp_path, old, progress=False, exact=False)
+
+
+def test_an_abandoned_rebuild_of_a_record_without_a_sha_deletes_what_it_wrote(tmp_path):
+    from paperkd.rebuild import RebuildLeftRecord, abandon_rebuild
+    from paperkd.records import lost_runs
+
+    cfg = plan(["teacher"], [0], scale="smoke", dataset="standin", out=str(tmp_path))[0]
+    (tmp_path / cfg.name).mkdir()
+    for name in ("checkpoint.pt", "best.pt"):
+        (tmp_path / cfg.name / name).write_bytes(b"the rebuild's")
+    old = {"run_name": cfg.name, "environment": {"device": "cpu"}, "selected": {"miou": 0.5}, "epochs": []}
+    error = abandon_rebuild(cfg, tmp_path, old, RebuildLeftRecord(cfg.name, 1, {"mIoU": (0.5, 0.4)}, 360.0))
+    assert not any((tmp_path / cfg.name).iterdir())
+    assert "its record names no SHA-256" in str(error) and "None" not in str(error)
+    assert [(e["hours"], e["epochs"]) for e in lost_runs(tmp_path)] == [(0.1, 1)]
